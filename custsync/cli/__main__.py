@@ -1,0 +1,3 @@
+from custsync.cli import main
+
+main(prog_name="custsync")

@@ -1,0 +1,173 @@
+"""``custsync dlq list|show|stats``: look at what could not be applied."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from custsync import exitcodes
+from custsync.cli.common import echo_json, fail, handle_errors, runtime
+from custsync.cli.dlq_options import (
+    HIDDEN,
+    age,
+    filter_options,
+    shown_envelope,
+    table,
+    when,
+    when_and_age,
+)
+from custsync.dlq.entry import DeadLetter
+from custsync.dlq.query import Filter, Query
+from custsync.dlq.stats import dlq_stats
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """Inspect, replay, purge and export the dead-letter queue.
+
+    Filters shared by list, replay, purge and export: --target, --reason, --customer,
+    --status, --since/--until (30m, 2h, 1d or ISO-8601) and --grep TEXT.
+    """
+
+
+@dlq_group.command("list")
+@filter_options
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many matches.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--show-payload", is_flag=True, help="Include each envelope, personal data too.")
+@handle_errors
+def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_payload: bool) -> None:
+    """List entries, newest first, one page at a time."""
+    page = Query(runtime().dlq, flt).page(limit, offset)
+    if as_json:
+        for entry in page.entries:
+            row = entry.summary()
+            if show_payload:
+                row["envelope"] = entry.envelope
+            echo_json(row)
+        return
+    if not page.entries:
+        click.echo("the DLQ is empty" if flt.is_empty() and not offset else "no entries match")
+        return
+    lines = table(page.entries)
+    click.echo(lines[0])
+    for entry, line in zip(page.entries, lines[1:], strict=True):
+        click.echo(line)
+        if show_payload:
+            click.echo(f"    envelope: {json.dumps(entry.envelope, default=str)}")
+    last = offset + len(page.entries)
+    of = f" of {page.total}" if page.total is not None else ""
+    more = f"; next page: --offset {last}" if page.more else ""
+    click.echo(f"entries {offset + 1}-{last}{of}{more}", err=True)
+
+
+def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
+    """Every field of an entry; the envelope's personal data and partner bodies on request."""
+    data = asdict(entry)
+    data["envelope"] = shown_envelope(entry.envelope, show_payload)
+    if not show_payload:
+        data["response"] = HIDDEN if entry.response else None
+        data["history"] = [
+            {**h, "response": HIDDEN if h.get("response") else None} for h in entry.history
+        ]
+    return data
+
+
+@dlq_group.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="As one JSON object.")
+@click.option("--show-payload", is_flag=True, help="Show personal data and partner bodies.")
+@handle_errors
+def show_command(event_id: str, as_json: bool, show_payload: bool) -> None:
+    """Everything about one entry, including its history."""
+    store = runtime().dlq
+    entry = store.get(event_id)
+    if entry is None:
+        replayed = " (it was replayed and has not failed again)" if store.past(event_id) else ""
+        fail(f"no DLQ entry with event id {event_id!r}{replayed}", exitcodes.FAILURE)
+    data = shown(entry, show_payload)
+    if as_json:
+        echo_json(data)
+        return
+    status = f" (HTTP {entry.status})" if entry.status else ""
+    rows = [
+        ("event id", entry.event_id),
+        ("target", entry.target or "-"),
+        ("customer", entry.customer_id or "-"),
+        ("reason", f"{entry.reason}{status}"),
+        ("error", f"{entry.error_class}: {entry.error}"),
+        ("attempts", str(entry.attempts)),
+        ("replays", str(entry.replays)),
+        ("first seen", when_and_age(entry.first_seen_at)),
+        ("dead-lettered", when_and_age(entry.dead_lettered_at)),
+        ("correlation id", entry.correlation_id or "-"),
+    ]
+    for field, errors in (entry.field_errors or {}).items():
+        rows.append(("field error", f"{field}: {' '.join(errors)}"))
+    rows.append(("response", str(data["response"] or "-")))
+    for label, value in rows:
+        click.echo(f"{label:>15}  {value}")
+    envelope = json.dumps(data["envelope"], indent=2, ensure_ascii=False, default=str)
+    click.echo(f"{'envelope':>15}  " + envelope.replace("\n", "\n" + " " * 17))
+    click.echo(f"{'history':>15}  {len(entry.history) or 'none'}")
+    for n, past in enumerate(data["history"], start=1):
+        click.echo(f"{n:>15}. {_history_line(past)}")
+
+
+def _history_line(past: dict[str, Any]) -> str:
+    status = f" HTTP {past['status']}" if past.get("status") else ""
+    line = (
+        f"{when(past.get('dead_lettered_at'))} {past.get('reason')}{status}, "
+        f"attempts {past.get('attempts')}, replays {past.get('replays')}: {past.get('error')}"
+    )
+    if past.get("replayed_at"):
+        line += f"; replayed {when(past['replayed_at'])}"
+    return line
+
+
+@dlq_group.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="As one JSON object.")
+@handle_errors
+def stats_command(as_json: bool) -> None:
+    """Counts by target and reason, the oldest entry, and how fast entries arrive."""
+    stats = dlq_stats(runtime().dlq)
+    if as_json:
+        echo_json(stats)
+        return
+    cap = f"soft cap {stats['max_entries']:,}"
+    if stats["over_cap"]:
+        cap += ": OVER CAP, replay or purge"
+    days = stats["retention_s"] / 86_400
+    click.echo(f"{stats['total']:,} entries ({cap}; kept {days:g} days)")
+    if not stats["total"]:
+        return
+    for name in ("oldest", "newest"):
+        point = stats[name]
+        click.echo(
+            f"{name}: {when(point['dead_lettered_at'])} "
+            f"({age(point['dead_lettered_at'])} ago) {point['event_id']}"
+        )
+    arrivals = stats["arrivals"]
+    click.echo(f"arrived: {arrivals['last_hour']} in the last hour, {arrivals['last_24h']} in 24 h")
+    click.echo(f"{'TARGET':<10}{'REASON':<12}{'COUNT':>9}")
+    for target, reasons in stats["by_target"].items():
+        for reason, count in reasons.items():
+            click.echo(f"{target:<10}{reason:<12}{count:>9,}")
+    if stats["by_status"]:
+        statuses = ", ".join(f"{s}: {n:,}" for s, n in stats["by_status"].items())
+        click.echo(f"by HTTP status: {statuses}")
+
+
+def _register() -> None:
+    from custsync.cli.dlq_purge_cmd import export_command, purge_command
+    from custsync.cli.dlq_replay_cmd import replay_command
+
+    for command in (replay_command, purge_command, export_command):
+        dlq_group.add_command(command)
+
+
+_register()

@@ -1,0 +1,116 @@
+"""``custsync dlq purge`` and ``custsync dlq export``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+import click
+
+from custsync.cli.common import echo_json, handle_errors, runtime
+from custsync.cli.dlq_options import (
+    bad_input,
+    confirm,
+    filter_options,
+    need_yes,
+    require_selection,
+)
+from custsync.dlq.entry import DeadLetter
+from custsync.dlq.purge import purge
+from custsync.dlq.query import Filter, Query, select
+
+
+@click.command("purge")
+@click.argument("event_ids", nargs=-1)
+@filter_options
+@click.option("--all", "select_all", is_flag=True, help="Purge every entry.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask; required without a terminal.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per removed entry.")
+@handle_errors
+def purge_command(
+    event_ids: tuple[str, ...], flt: Filter, select_all: bool, yes: bool, as_json: bool
+) -> None:
+    """Delete entries for good, by EVENT_ID..., by filter, or --all; prints what it removed.
+
+    `dlq export` first if they may be needed again. Exit code 2 for bad options or a missing
+    --yes without a terminal.
+    """
+    require_selection(event_ids, flt, select_all, "purge")
+    need_yes(yes)
+    store = runtime().dlq
+    entries, missing = select(store, flt, event_ids)
+    ids: list[str] = []
+    groups: Counter[tuple[str, str]] = Counter()
+    for entry in entries:
+        ids.append(entry.event_id)
+        groups[(entry.target or "-", entry.reason)] += 1
+    for event_id in missing:
+        click.echo(f"not in the DLQ: {event_id}", err=True)
+    if not ids:
+        click.echo("nothing to purge", err=True)
+        return
+    shown = ", ".join(f"{t}/{r} {n}" for (t, r), n in sorted(groups.items()))
+    confirm(f"Delete {len(ids)} DLQ entries for good ({shown})?", yes)
+    removed = purge(store, ids, flt)
+    for entry in removed:
+        if as_json:
+            echo_json(entry.summary())
+        else:
+            click.echo(f"removed {entry.event_id}  {entry.target or '-'}  {entry.reason}")
+    click.echo(f"purged {len(removed)} entries", err=True)
+
+
+@click.command("export")
+@click.argument("event_ids", nargs=-1)
+@filter_options
+@click.option("--entries", "full", is_flag=True, help="Whole entries (with errors and history).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (created private, mode 600) instead of stdout.",
+)
+@handle_errors
+def export_command(
+    event_ids: tuple[str, ...], flt: Filter, full: bool, output: Path | None
+) -> None:
+    """Write entries as NDJSON, oldest first: envelopes ready for `custsync publish`, or
+    whole entries with --entries. Every entry by default.
+
+    The output holds the events' PERSONAL DATA (names, national ids, emails, phones)
+    unmasked: keep it private and delete it when done.
+    """
+    store = runtime().dlq
+    chosen: Iterable[DeadLetter]
+    if event_ids:
+        chosen, missing = select(store, flt, event_ids)
+        for event_id in missing:
+            click.echo(f"not in the DLQ: {event_id}", err=True)
+    else:
+        chosen = Query(store, flt).oldest_first()
+    if output is None:
+        written = _write(chosen, full, sys.stdout)
+    else:
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            bad_input(f"cannot write {output}: {exc.strerror}")
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            written = _write(chosen, full, stream)
+    where = f" to {output}" if output else ""
+    click.echo(f"exported {written} {'entries' if full else 'envelopes'}{where}", err=True)
+
+
+def _write(entries: Iterable[DeadLetter], full: bool, stream: IO[str]) -> int:
+    written = 0
+    for entry in entries:
+        line = entry.to_json() if full else json.dumps(entry.envelope, ensure_ascii=False)
+        stream.write(line + "\n")
+        written += 1
+    stream.flush()
+    return written

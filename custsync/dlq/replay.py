@@ -1,0 +1,268 @@
+"""Replay: put dead-lettered events back on the queue, safely, resumably, at a chosen rate.
+
+Safety rests on one rule: an entry leaves the DLQ only once its event is on the queue.
+With the Redis broker (the default) one Lua script pushes the message and deletes the entry
+(``DlqStore.take``): every crash point leaves either both undone or both done, and of two
+replays racing for one entry only one finds it. Another broker cannot share a script with
+Redis, so there a per-entry claim serializes replays, the event is enqueued, then the entry
+deleted: a crash between the two re-sends the event on the next replay (at least once; the
+applied ledger makes the duplicate harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from custsync.delivery import Delivery
+from custsync.dlq.entry import DeadLetter
+from custsync.dlq.query import Filter, select
+from custsync.dlq.store import CHANGED, GONE, TAKEN
+from custsync.errors import InvalidEvent
+from custsync.journal import body as journal_body
+from custsync.messages import build_message
+from custsync.ordering import judge as judge_versions
+from custsync.ordering import version_string, would_supersede
+from custsync.privacy import mask_text, personal_values
+from custsync.runtime import Runtime
+from custsync.schemas.envelope import Event
+from custsync.validation import validate_event
+
+REPLAY, SUPERSEDED, INVALID = "replay", "superseded", "invalid"
+CLAIM_LEASE_S = 60.0  # another broker: how long one replay holds an entry it is moving
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # REPLAY, SUPERSEDED or INVALID
+    event: Event | None = None
+    error: str | None = None  # why it is still invalid (personal data masked)
+
+
+def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
+    """What replay would do with this entry now: today's schemas, settings and versions."""
+    from custsync.targets import REGISTRY
+
+    try:
+        event = validate_event(entry.envelope, rt.settings)
+    except InvalidEvent as exc:
+        changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
+        return Verdict(INVALID, error=mask_text(str(exc), personal_values(changes)))
+    if not force:
+        field_level = REGISTRY[event.target].field_level
+        if would_supersede(rt.redis, rt.keys, event, field_level).superseded:
+            return Verdict(SUPERSEDED, event)
+    return Verdict(REPLAY, event)
+
+
+class Item(NamedTuple):
+    """What a plan keeps of an entry: enough to report and to fetch it again."""
+
+    event_id: str
+    target: str
+    reason: str
+    customer_id: str
+    dead_lettered_at: float  # changes whenever the entry is rewritten: our verdict's freshness
+
+    @classmethod
+    def of(cls, entry: DeadLetter) -> Item:
+        return cls(
+            entry.event_id,
+            entry.target or "-",
+            entry.reason,
+            entry.customer_id,
+            entry.dead_lettered_at,
+        )
+
+
+@dataclass
+class Plan:
+    replay: list[Item] = field(default_factory=list)  # in the order they will go
+    superseded: list[Item] = field(default_factory=list)
+    invalid: list[tuple[Item, str]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # ids asked for that are not in the DLQ
+
+    def groups(self) -> list[tuple[str, str, int]]:
+        counts = Counter((i.target, i.reason) for i in self.replay)
+        return [(t, r, n) for (t, r), n in sorted(counts.items())]
+
+
+def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Plan:
+    """Read-only: what a replay would move, skip and leave."""
+    from custsync.targets import REGISTRY
+
+    entries, missing = select(rt.dlq, flt, ids)
+    plan = Plan(missing=missing)
+    valid: list[tuple[DeadLetter, Event]] = []
+    for entry in entries:
+        try:
+            valid.append((entry, validate_event(entry.envelope, rt.settings)))
+        except InvalidEvent as exc:
+            changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
+            plan.invalid.append((Item.of(entry), mask_text(str(exc), personal_values(changes))))
+    stored = [{}] * len(valid) if force else _versions(rt, [event for _, event in valid])
+    order: dict[str, tuple[str, float]] = {}
+    for (entry, event), versions in zip(valid, stored, strict=True):
+        if (
+            not force
+            and judge_versions(event, versions, REGISTRY[event.target].field_level).superseded
+        ):
+            plan.superseded.append(Item.of(entry))
+            continue
+        plan.replay.append(Item.of(entry))
+        order[entry.event_id] = (version_string(event), entry.dead_lettered_at)
+    # Oldest change first, so a customer's events reach the version guard in order.
+    plan.replay.sort(key=lambda i: order[i.event_id])
+    return plan
+
+
+def _versions(rt: Runtime, events: Sequence[Event], batch: int = 500) -> list[dict[str, str]]:
+    """The version guard's hash of each event's customer, a batch per round trip."""
+    out: list[dict[str, str]] = []
+    for start in range(0, len(events), batch):
+        pipe = rt.redis.pipeline(transaction=False)
+        for event in events[start : start + batch]:
+            pipe.hgetall(rt.keys.version(event.target, event.customer_id))
+        out.extend(pipe.execute())
+    return out
+
+
+@dataclass
+class Summary:
+    replayed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    superseded: list[str] = field(default_factory=list)  # left in the DLQ
+    invalid: list[str] = field(default_factory=list)  # left in the DLQ
+    gone: list[str] = field(default_factory=list)  # already moved (another replay) or purged
+    changed: list[str] = field(default_factory=list)  # failed again meanwhile: left for a rerun
+
+    @property
+    def total(self) -> int:
+        return sum(self.replayed.values())
+
+
+def uses_atomic_move(rt: Runtime) -> bool:
+    """Whether the broker queue lives in the state Redis, so one script can do both."""
+    url = rt.settings.broker_url
+    return url is None or url == rt.redis_url
+
+
+class Replayer:
+    def __init__(self, rt: Runtime, app: Any, *, force: bool = False) -> None:
+        self.rt = rt
+        self.app = app
+        self.force = force
+        self.atomic = uses_atomic_move(rt)
+        self.keep_history_ms = int(rt.dlq.retention.policy.max_age_s * 1000)
+        self.summary = Summary()  # read it after an interruption, too
+
+    def run(
+        self,
+        items: Sequence[Item],
+        rate: float | None = None,
+        progress: Callable[[int], object] = lambda n: None,
+    ) -> Summary:
+        """Move the planned items, oldest change first, at most ``rate`` a second."""
+        chunk = max(1, min(200, int(rate / 4))) if rate else 200  # ~4 steps a second when paced
+        started = time.monotonic()
+        for done in range(0, len(items), chunk):
+            if rate:
+                time.sleep(max(0.0, started + done / rate - time.monotonic()))
+            part = items[done : done + chunk]
+            self._chunk(part)
+            progress(len(part))
+        return self.summary
+
+    def _chunk(self, items: Sequence[Item]) -> None:
+        ready: list[tuple[DeadLetter, str]] = []
+        raws = self.rt.dlq.get_raw([i.event_id for i in items])
+        for item, raw in zip(items, raws, strict=True):
+            if raw is None:
+                self.summary.gone.append(item.event_id)
+                continue
+            entry = DeadLetter.from_json(raw)
+            # Unchanged since the plan: its verdict stands (the worker's version guard checks
+            # again on arrival). Rewritten: judge it afresh.
+            kind = REPLAY
+            if entry.dead_lettered_at != item.dead_lettered_at:
+                kind = judge(self.rt, entry, self.force).kind
+            if kind == INVALID:
+                self.summary.invalid.append(item.event_id)
+            elif kind == SUPERSEDED:
+                self.summary.superseded.append(item.event_id)
+            else:
+                ready.append((entry, raw))
+        if ready:
+            answers = self._move_atomic(ready) if self.atomic else self._move_claimed(ready)
+            self._record(answers)
+
+    def _delivery(self, entry: DeadLetter) -> dict[str, Any]:
+        fresh = Delivery(
+            attempts=0, first_seen_at=time.time(), replays=entry.replays + 1, force=self.force
+        )
+        return fresh.as_dict()
+
+    def _move_atomic(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for entry, raw in ready:
+            delivery = self._delivery(entry)
+            message = build_message(self.app, entry.envelope, delivery)
+            self.rt.dlq.take(
+                entry,
+                raw,
+                message=message,
+                journal_body=journal_body(entry.envelope, delivery),
+                keep_history_ms=self.keep_history_ms,
+                client=pipe,
+            )
+        return [(e, int(a)) for (e, _), a in zip(ready, pipe.execute(), strict=True)]
+
+    def _move_claimed(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
+        from custsync.producer import enqueue
+
+        locks = []
+        owned: list[tuple[DeadLetter, str]] = []
+        answers: list[tuple[DeadLetter, int]] = []
+        for entry, raw in ready:
+            lock = self.rt.redis.lock(
+                self.rt.keys.replay_lock(entry.event_id), timeout=CLAIM_LEASE_S, blocking=False
+            )
+            if lock.acquire():
+                locks.append(lock)
+                owned.append((entry, raw))
+            else:
+                answers.append((entry, GONE))  # another replay is moving it right now
+        try:
+            # Re-read under the claim: one that finished moving it meanwhile deleted it.
+            current = self.rt.dlq.get_raw([e.event_id for e, _ in owned])
+            still: list[tuple[DeadLetter, str]] = []
+            for (entry, raw), now in zip(owned, current, strict=True):
+                if now == raw:
+                    still.append((entry, raw))
+                else:
+                    answers.append((entry, GONE if now is None else CHANGED))
+            enqueue(((e.envelope, self._delivery(e)) for e, _ in still), self.app)
+            answers += self.rt.dlq.take_many(still, keep_history_ms=self.keep_history_ms)
+        finally:
+            for lock in locks:
+                _release(lock)
+        return answers
+
+    def _record(self, answers: Iterable[tuple[DeadLetter, int]]) -> None:
+        for entry, answer in answers:
+            if answer == TAKEN:
+                self.summary.replayed[(entry.target or "-", entry.reason)] += 1
+            elif answer == CHANGED:
+                self.summary.changed.append(entry.event_id)
+            else:
+                self.summary.gone.append(entry.event_id)
+
+
+def _release(lock: Any) -> None:
+    from redis.exceptions import LockError
+
+    with contextlib.suppress(LockError):  # the lease ran out first: the claim is already free
+        lock.release()

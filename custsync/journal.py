@@ -1,0 +1,101 @@
+"""The journal: a safety net under kombu's Redis transport.
+
+kombu pops a message (BRPOP) before it records it as unacknowledged, so a worker killed
+in that instant loses the message. Every event custsync hands to a Redis broker is also
+noted here and forgotten when its delivery ends (applied, skipped, waiting in the retry
+set, or dead-lettered). An event that is older than everything still queued, not being
+processed and not forgotten was lost: the recovery step puts it back on the queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from custsync.dlq.entry import entry_id_for
+from custsync.keys import QUEUE, Keys
+
+log = logging.getLogger("custsync.journal")
+
+GRACE_S = 10.0  # a popped message is recorded as unacked within milliseconds; clocks drift
+BATCH = 200
+
+
+def body(envelope: Any, delivery: Mapping[str, Any] | None) -> str:
+    return json.dumps(
+        {"envelope": envelope, "delivery": dict(delivery or {})}, separators=(",", ":")
+    )
+
+
+def _event_id_of(message_json: str | bytes) -> str | None:
+    """The event id inside one kombu Redis message (its body is base64 JSON [args, ...])."""
+    try:
+        message = json.loads(message_json)
+        if isinstance(message, list):  # kombu's unacked hash stores [message, exchange, key]
+            message = message[0]
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return entry_id_for(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+class Journal:
+    def __init__(self, redis: Any, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    def note(self, pipe: Any, items: Iterable[tuple[Any, Mapping[str, Any] | None]]) -> None:
+        """Add to a pipeline: these events are about to be on the queue."""
+        now = time.time()
+        scores: dict[str, float] = {}
+        bodies: dict[str, str] = {}
+        for envelope, delivery in items:
+            event_id = entry_id_for(envelope)
+            scores[event_id] = now
+            bodies[event_id] = body(envelope, delivery)
+        if scores:
+            pipe.zadd(self.keys.journal, scores)
+            pipe.hset(self.keys.journal_body, mapping=bodies)
+
+    def forget(self, pipe: Any, event_id: str) -> None:
+        """Add to a pipeline: this delivery ended; nothing to recover."""
+        pipe.zrem(self.keys.journal, event_id)
+        pipe.hdel(self.keys.journal_body, event_id)
+
+    def recover(
+        self, send: Callable[[Sequence[tuple[Any, dict[str, Any]]]], object], interval_s: float
+    ) -> int:
+        """Re-enqueue events the broker lost; one worker at a time does it."""
+        if not self.redis.set(self.keys.journal_lock, "1", nx=True, px=int(interval_s * 1000)):
+            return 0
+        tail = self.redis.lindex(QUEUE, -1)
+        if tail is None:
+            horizon = time.time()
+        else:
+            tail_id = _event_id_of(tail)
+            score = self.redis.zscore(self.keys.journal, tail_id) if tail_id else None
+            if score is None:
+                return 0  # the oldest queued message is not ours: no safe horizon
+            horizon = float(score)
+        ids = self.redis.zrangebyscore(self.keys.journal, "-inf", horizon - GRACE_S, 0, BATCH)
+        if not ids:
+            return 0
+        busy = {_event_id_of(v) for v in self.redis.hvals("unacked")}
+        lost = [i for i in ids if i not in busy]
+        if not lost:
+            return 0
+        items = []
+        for event_id, raw in zip(lost, self.redis.hmget(self.keys.journal_body, lost), strict=True):
+            if raw is None:
+                self.redis.zrem(self.keys.journal, event_id)
+                continue
+            data = json.loads(raw)
+            items.append((data["envelope"], data["delivery"]))
+        if items:
+            log.warning("the broker lost %d events; putting them back on the queue", len(items))
+            send(items)
+        return len(items)

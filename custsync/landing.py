@@ -1,0 +1,143 @@
+"""Where a delivery lands: the Redis writes of each outcome, and its Result.
+
+Every write that ends a delivery also forgets the event's journal entry, in the same
+round trip.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from custsync import observability
+from custsync.delivery import Delivery
+from custsync.dlq.entry import DeadLetter, entry_id_for
+from custsync.errors import CustsyncError, InvalidEvent
+from custsync.journal import Journal
+from custsync.outcomes import Outcome, Result
+from custsync.privacy import mask_text, personal_values
+from custsync.retryset import schedule
+from custsync.runtime import Runtime
+from custsync.schemas.envelope import Event
+from custsync.targets.base import Target
+
+
+@dataclass
+class Job:
+    """One delivery of one event, as it moves through the pipeline."""
+
+    raw: Any
+    delivery: Delivery
+    started: float  # perf_counter at the start, for the outcome's duration
+    event: Event | None = None  # None while (or because) the envelope is invalid
+    target: Target | None = None
+    version: str = ""
+    holder: str = ""  # this delivery's token on the customer's in-flight lock
+
+    @property
+    def changes(self) -> Any:
+        if self.event is not None:
+            return self.event.changes
+        return self.raw.get("changes") if isinstance(self.raw, Mapping) else None
+
+    def field(self, name: str) -> str:
+        """target, customer_id or correlation_id, from the event or the raw envelope."""
+        if self.event is not None:
+            return str(getattr(self.event, name) or "")
+        value = self.raw.get(name) if isinstance(self.raw, Mapping) else None
+        return value if isinstance(value, str) else ""
+
+
+def mask(text: str, job: Job) -> str:
+    return mask_text(text, personal_values(job.changes))
+
+
+class Landing:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.keys = runtime.keys
+        self.redis = runtime.redis
+        self.journal = Journal(self.redis, self.keys)
+
+    def result(self, outcome: Outcome, job: Job, attempt: int, **kw: Any) -> Result:
+        return Result(
+            outcome,
+            entry_id_for(job.raw) if job.event is None else job.event.event_id,
+            job.field("target"),
+            job.field("customer_id"),
+            attempt=attempt,
+            duration_ms=(time.perf_counter() - job.started) * 1000,
+            correlation_id=job.field("correlation_id") or None,
+            **kw,
+        )
+
+    def wait(
+        self,
+        job: Job,
+        outcome: Outcome,
+        delivery: Delivery,
+        due: float,
+        **kw: Any,
+    ) -> Result:
+        """The event waits in the retry set until ``due``; the journal lets go of it."""
+        assert job.event is not None
+        pipe = self.redis.pipeline(transaction=True)
+        schedule(pipe, self.keys, job.event.target, job.raw, delivery, due)
+        self.journal.forget(pipe, job.event.event_id)
+        pipe.hincrby(self.keys.counters(job.event.target), outcome.value, 1)
+        pipe.execute()
+        return self.result(outcome, job, delivery.attempts, due_in_s=due - time.time(), **kw)
+
+    def defer(self, job: Job, until: float, *, reason: str, status: int | None = None) -> Result:
+        """Wait without using an attempt: a pause, a busy customer, a rate slot."""
+        now = time.time()
+        # Spread the waiting events so the partner is not flooded the moment it resumes.
+        due = max(until, now) + random.uniform(0, 0.05 + 0.25 * max(0.0, until - now))
+        return self.wait(job, Outcome.DEFERRED, job.delivery, due, reason=reason, status=status)
+
+    def dead_letter(
+        self,
+        job: Job,
+        exc: CustsyncError,
+        delivery: Delivery,
+        *,
+        reason: str | None = None,
+        extra: Callable[[Any], None] | None = None,
+    ) -> Result:
+        reason = reason or str(getattr(exc, "reason", "rejected"))
+        status = getattr(exc, "status", None)
+        error = mask(str(exc), job)
+        now = time.time()
+        entry = DeadLetter(
+            event_id=entry_id_for(job.raw),
+            target=job.field("target"),
+            customer_id=job.field("customer_id"),
+            reason=reason,
+            error_class=type(exc).__name__,
+            error=error,
+            envelope=job.raw,
+            status=status,
+            response=getattr(exc, "response_body", None),
+            attempts=delivery.attempts,
+            first_seen_at=delivery.first_seen_at or now,
+            dead_lettered_at=now,
+            replays=delivery.replays,
+            correlation_id=job.field("correlation_id") or None,
+            field_errors=exc.details if isinstance(exc, InvalidEvent) else None,
+        )
+        counter_key = self.keys.counters(entry.target or "-")
+
+        def also(pipe: Any) -> None:
+            pipe.hincrby(counter_key, f"{Outcome.DEAD_LETTERED.value}:{reason}", 1)
+            self.journal.forget(pipe, entry.event_id)
+            if extra is not None:
+                extra(pipe)
+
+        self.rt.dlq.add(entry, pipe_extra=also)
+        observability.report_dead_letter(entry)
+        return self.result(
+            Outcome.DEAD_LETTERED, job, delivery.attempts, status=status, reason=reason, error=error
+        )

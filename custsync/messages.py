@@ -1,0 +1,64 @@
+"""The message a Celery producer would put on the Redis broker, built without talking to it.
+
+DLQ replay pushes it from a Lua script that also deletes the entry (custsync.dlq.replay), so
+an event is back on the queue and out of the DLQ in one atomic step. The layout is kombu's
+Redis transport (``Channel._put`` after ``_inplace_augment_message``) around Celery's task
+protocol 2 (``app.amqp.as_task_v2``); a worker cannot tell it from one sent by ``send_task``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from kombu.serialization import dumps
+
+from custsync.keys import QUEUE, TASK_NAME
+
+
+def label(envelope: Any) -> str:
+    """What Flower and Celery logs show instead of the envelope's personal data."""
+    event_id = envelope.get("event_id") if isinstance(envelope, Mapping) else None
+    return f"(<envelope {str(event_id)[:128]}>,)"
+
+
+def queue_key(app: Any) -> str:
+    """The Redis list kombu uses for our queue at the default priority."""
+    options = app.conf.broker_transport_options or {}
+    return f"{options.get('global_keyprefix', '')}{QUEUE}"
+
+
+def build_message(app: Any, envelope: Any, delivery: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(Redis list key, JSON payload) of one ``custsync.apply_update`` message for LPUSH."""
+    task_id = str(uuid.uuid4())
+    kwargs = {"delivery": dict(delivery)} if delivery else {}
+    task = app.amqp.as_task_v2(
+        task_id,
+        TASK_NAME,
+        args=(envelope,),
+        kwargs=kwargs,
+        argsrepr=label(envelope),
+        kwargsrepr="{}",
+        ignore_result=None,
+    )
+    content_type, content_encoding, body = dumps(task.body, serializer="json")  # type: ignore[no-untyped-call]
+    raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
+    message = {
+        "body": base64.b64encode(raw).decode("ascii"),
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": task.headers,
+        "properties": {
+            **task.properties,
+            "delivery_mode": 2,  # persistent, as kombu's default for a direct exchange
+            # The anonymous exchange: kombu's Redis transport routes by queue name alone.
+            "delivery_info": {"exchange": "", "routing_key": QUEUE},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return queue_key(app), json.dumps(message)

@@ -1,0 +1,126 @@
+"""Gauges of the state shared in Redis, read when Prometheus scrapes: one pipelined round trip.
+
+Every worker exports the same values (they are cluster-wide): aggregate with max(), not sum().
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from custsync.dlq.entry import REASONS
+from custsync.keys import QUEUE, Keys
+
+log = logging.getLogger("custsync.metrics")
+
+UNACKED = "unacked"  # kombu's Redis transport: messages a worker holds but has not acked
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+def breaker_state(fields: dict[str, str], threshold: int, now: float) -> str:
+    """closed, open (cooling down), or half_open (one probe may go through)."""
+    if int(fields.get("failures") or 0) < threshold:
+        return "closed"
+    return "open" if float(fields.get("opened_until") or 0) > now else "half_open"
+
+
+class RedisStateCollector(Collector):
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        targets: dict[str, int],
+        *,
+        queue_in_redis: bool,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.targets = targets  # name -> breaker failure threshold
+        self.queue_in_redis = queue_in_redis
+
+    def describe(self) -> Iterable[Any]:
+        return self._families()  # empty families: registering must not call Redis
+
+    def collect(self) -> Iterable[Any]:
+        up = GaugeMetricFamily("custsync_redis_up", "1 if the state Redis answered this scrape.")
+        try:
+            answers = self._read()
+        except Exception as exc:  # a scrape must answer even when Redis does not
+            log.warning("metrics: cannot read Redis: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *self._fill(answers, time.time())]
+
+    def _read(self) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for name in self.targets:
+            pipe.zcard(self.keys.retry(name))
+            pipe.hgetall(self.keys.breaker(name))
+            pipe.pttl(self.keys.pause(name))
+        for reason in REASONS:
+            pipe.zcard(self.keys.dlq_by("reason", reason))
+        if self.queue_in_redis:
+            pipe.llen(QUEUE)
+            pipe.hlen(UNACKED)
+        return list(pipe.execute())
+
+    @staticmethod
+    def _families() -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(
+                "custsync_retry_set_size", "Events waiting in the retry set.", labels=["target"]
+            ),
+            GaugeMetricFamily(
+                "custsync_breaker_state",
+                "Circuit breaker state: 1 for the current one of closed, open, half_open.",
+                labels=["target", "state"],
+            ),
+            GaugeMetricFamily(
+                "custsync_breaker_consecutive_failures",
+                "Consecutive target-wide failures counted by the breaker.",
+                labels=["target"],
+            ),
+            GaugeMetricFamily(
+                "custsync_target_paused",
+                "1 while the target is paused (429 Retry-After, auth failure, open breaker).",
+                labels=["target"],
+            ),
+            GaugeMetricFamily(
+                "custsync_dlq_entries", "Entries in the dead-letter queue.", labels=["reason"]
+            ),
+            GaugeMetricFamily(
+                "custsync_queue_messages",
+                "Messages waiting in the broker queue (Redis broker only).",
+                labels=["queue"],
+            ),
+            GaugeMetricFamily(
+                "custsync_queue_unacked_messages",
+                "Messages taken by workers and not yet acknowledged (Redis broker only).",
+            ),
+        ]
+
+    def _fill(self, answers: Sequence[Any], now: float) -> list[GaugeMetricFamily]:
+        retry, breaker, failures, paused, dlq, queue, unacked = self._families()
+        it = iter(answers)
+        for name, threshold in self.targets.items():
+            retry.add_metric([name], int(next(it)))
+            fields = next(it) or {}
+            current = breaker_state(fields, threshold, now)
+            for state in BREAKER_STATES:
+                breaker.add_metric([name, state], 1 if state == current else 0)
+            failures.add_metric([name], int(fields.get("failures") or 0))
+            paused.add_metric([name], 1 if int(next(it)) > 0 else 0)
+        for reason in REASONS:
+            dlq.add_metric([reason], int(next(it)))
+        out = [retry, breaker, failures, paused, dlq]
+        if self.queue_in_redis:
+            queue.add_metric([QUEUE], int(next(it)))
+            unacked.add_metric([], int(next(it)))
+            out += [queue, unacked]
+        return out

@@ -1,0 +1,89 @@
+"""The retry-set poller: a thread in every worker moving due events back to the queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from custsync.journal import Journal
+from custsync.producer import enqueue
+from custsync.runtime import Runtime
+
+log = logging.getLogger("custsync.poller")
+
+RECOVERY_INTERVAL_S = 5.0  # how often one worker looks for events the broker lost
+
+
+class RetryPoller:
+    def __init__(self, runtime: Runtime, app: Any) -> None:
+        self.rt = runtime
+        self.app = app
+        self.interval_s = runtime.settings.poll_interval_s
+        self._stop = threading.Event()
+        self.journal = Journal(runtime.redis, runtime.keys)
+        self._journaled = runtime.settings.broker_url in (None, runtime.redis_url)
+        self._next_recovery = 0.0
+        self._thread = threading.Thread(target=self._run, name="custsync-retry-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def poll_once(self) -> int:
+        """Move every due event of every unpaused target; returns how many moved."""
+        moved = 0
+        now = time.time()
+        for target, limit in self._allowances().items():
+            while limit > 0:
+                n = self.rt.retry_set.move_due(
+                    target, now, lambda items: enqueue(items, self.app), limit=limit
+                )
+                moved += n
+                if n < limit or limit == 1:
+                    break
+        return moved
+
+    def _allowances(self) -> dict[str, int]:
+        """Per target, how many due events may move now: none while paused or probing,
+        one (the probe) while the breaker is half-open, else a full batch."""
+        names = list(self.rt.settings.targets)
+        pipe = self.rt.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.rt.keys.pause(name))
+            pipe.exists(self.rt.keys.probe(name))
+            pipe.hget(self.rt.keys.breaker(name), "failures")
+        answers = pipe.execute()
+        out = {}
+        for i, name in enumerate(names):
+            paused, probing, failures = answers[3 * i : 3 * i + 3]
+            threshold = self.rt.settings.targets[name].breaker.failures
+            if paused or probing:
+                out[name] = 0
+            elif failures and int(failures) >= threshold:
+                out[name] = 1
+            else:
+                out[name] = self.rt.retry_set.batch
+        return out
+
+    def _recover_lost(self) -> None:
+        now = time.monotonic()
+        if now < self._next_recovery or not self._journaled:
+            return
+        self._next_recovery = now + RECOVERY_INTERVAL_S
+        self.journal.recover(lambda items: enqueue(items, self.app), RECOVERY_INTERVAL_S)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                self.rt.dlq.retention.maybe_trim()  # an idle DLQ must age out too
+                self._recover_lost()
+            except Exception:  # keep polling: a Redis blip must not stop retries for good
+                log.exception("retry poller failed; trying again")
+                self._stop.wait(min(5.0, self.interval_s * 10))
+            self._stop.wait(self.interval_s)

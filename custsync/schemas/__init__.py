@@ -1,0 +1,1 @@
+"""marshmallow schemas: the event envelope and one schema per target's changes."""
