@@ -1,0 +1,128 @@
+"""Helpers for the DLQ and status tests: the CLI as operators run it, Redis snapshots, entries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from custsync.dlq.entry import DeadLetter
+from tests.events import MINTED_EXAMPLE, envelope
+
+DLQ_DB = 2  # our worker's database: a replay by filter never touches other tests' entries
+QUIET_DB = 12  # no worker ever runs here: what a command enqueues stays on the queue
+
+
+def cli(
+    env: dict[str, str], *args: str, timeout_s: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """``custsync ARGS`` in a subprocess, stdin not a terminal (as in cron or CI)."""
+    return subprocess.run(
+        [sys.executable, "-m", "custsync.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def start_cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "custsync.cli", *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def snapshot(redis: Any, ignore: Iterable[str] = ()) -> dict[str, tuple[str, bytes, bool]]:
+    """Every key's type, serialized value (DUMP) and whether it expires."""
+    skip = set(ignore)
+    state = {}
+    for key in sorted(redis.scan_iter(count=1000)):
+        name = key.decode() if isinstance(key, bytes) else key
+        if name in skip:
+            continue
+        state[name] = (redis.type(key), redis.dump(key), redis.pttl(key) > 0)
+    return state
+
+
+def queued_event_ids(redis: Any, queue: str = "custsync") -> list[str]:
+    """The event id of every message waiting on the Redis broker's queue list."""
+    ids = []
+    for raw in redis.lrange(queue, 0, -1):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        ids.append(args[0]["event_id"])
+    return ids
+
+
+def entry(
+    target: str = "minted",
+    reason: str = "not_found",
+    *,
+    customer_id: str = "C-1",
+    status: int | None = 404,
+    age_s: float = 60.0,
+    error: str = "minted answered 404: not found",
+    changes: dict[str, Any] | None = None,
+) -> DeadLetter:
+    """A dead-letter record as the pipeline writes it, for tests that need no partner."""
+    env = envelope(target, customer_id, changes if changes is not None else dict(MINTED_EXAMPLE))
+    at = time.time() - age_s
+    return DeadLetter(
+        event_id=env["event_id"],
+        target=target,
+        customer_id=customer_id,
+        reason=reason,
+        error_class="NotFound" if reason == "not_found" else "Rejected",
+        error=error,
+        envelope=env,
+        status=status,
+        response='{"message":"no such customer"}',
+        attempts=1,
+        first_seen_at=at - 1,
+        dead_lettered_at=at,
+    )
+
+
+class Quiet:
+    """A flushed database with no worker: settings, a runtime, a raw client, a sending app."""
+
+    def __init__(self, redis_server: Any, sandbox: Any, **overrides: str) -> None:
+        import redis
+
+        from custsync.runtime import Runtime
+        from custsync.settings import load_settings
+        from tests.conftest import custsync_env, db_url
+
+        self.url = db_url(redis_server, QUIET_DB)
+        self.raw = redis.Redis.from_url(self.url)  # bytes in, bytes out: for DUMP and LRANGE
+        self.raw.flushdb()
+        self.env = custsync_env(redis_server, sandbox, QUIET_DB, **overrides)
+        self.rt = Runtime(load_settings(self.env))
+
+    @property
+    def app(self) -> Any:
+        from custsync.worker import producer_app
+
+        return producer_app(self.rt)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return cli(self.env, *args)
+
+    def ids(self) -> set[str]:
+        return set(self.rt.redis.zrange(self.rt.keys.dlq_all, 0, -1))

@@ -1,0 +1,149 @@
+"""The deployment files: docker-compose.yml and deploy/ are accepted by their own tools and
+agree with the code (queue name, soft-shutdown time, health command)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from custsync.keys import QUEUE
+from custsync.runtime import Runtime
+from custsync.settings import Settings
+from custsync.worker import celery_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = sorted((ROOT / "deploy").rglob("*.yaml"))
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.skip(f"{name} is not installed (.ci/run installs it)")
+    return path
+
+
+def _documents() -> dict[str, dict[str, Any]]:
+    docs = {}
+    for path in MANIFESTS:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return docs
+
+
+def test_docker_compose_accepts_the_compose_file() -> None:
+    checked = subprocess.run(
+        [_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_compose_runs_redis_without_eviction_and_a_scalable_worker() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "worker", "sandbox", "flower"} <= set(services)
+    redis_args = services["redis"]["command"]
+    assert redis_args[redis_args.index("--appendonly") + 1] == "yes"
+    assert redis_args[redis_args.index("--maxmemory-policy") + 1] == "noeviction"
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale worker=N works
+    assert worker["environment"]["CUSTSYNC_MINTED_BASE_URL"] == "http://sandbox:8800"
+    assert "0.0.0.0" in services["sandbox"]["command"]
+
+
+def test_kubernetes_validate_strict_accepts_every_manifest() -> None:
+    assert MANIFESTS
+    checked = subprocess.run(
+        [_tool("kubernetes-validate"), "--strict", *map(str, MANIFESTS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "ERROR" not in checked.stdout
+    # It has no schemas for KEDA's kinds: those are checked below.
+    unchecked = [line for line in checked.stdout.splitlines() if line.startswith("WARN")]
+    assert all("keda.sh" in line for line in unchecked), unchecked
+
+
+# The parts of KEDA's ScaledObject and TriggerAuthentication these manifests use.
+_NAME_REF = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}},
+    "additionalProperties": False,
+}
+_SCALED_OBJECT_SPEC = {
+    "type": "object",
+    "required": ["scaleTargetRef", "triggers"],
+    "additionalProperties": False,
+    "properties": {
+        "scaleTargetRef": _NAME_REF,
+        "minReplicaCount": {"type": "integer", "minimum": 1},
+        "maxReplicaCount": {"type": "integer"},
+        "pollingInterval": {"type": "integer"},
+        "cooldownPeriod": {"type": "integer"},
+        "advanced": {"type": "object"},
+        "triggers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "metadata"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {"const": "redis"},
+                    "authenticationRef": _NAME_REF,
+                    "metadata": {
+                        "type": "object",
+                        "required": ["address", "listName", "listLength"],
+                        "additionalProperties": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_keda_scales_the_worker_on_the_custsync_list() -> None:
+    docs = _documents()
+    scaled = docs["ScaledObject/custsync-worker"]
+    jsonschema.validate(scaled["spec"], _SCALED_OBJECT_SPEC)
+    assert scaled["spec"]["scaleTargetRef"]["name"] in {
+        d["metadata"]["name"] for k, d in docs.items() if k.startswith("Deployment/")
+    }
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["listName"] == QUEUE
+    auth = docs[f"TriggerAuthentication/{trigger['authenticationRef']['name']}"]
+    (ref,) = auth["spec"]["secretTargetRef"]
+    secret = docs[f"Secret/{ref['name']}"]
+    assert ref["key"] in secret["stringData"]
+
+
+def test_worker_deployment_outlives_the_soft_shutdown_and_probes_with_health() -> None:
+    docs = _documents()
+    spec = docs["Deployment/custsync-worker"]["spec"]["template"]["spec"]
+    soft_s = celery_config(Runtime(Settings(redis_url="redis://x")))["worker_soft_shutdown_timeout"]
+    assert spec["terminationGracePeriodSeconds"] > soft_s
+    (container,) = spec["containers"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"][:2] == ["custsync", "health"]
+    assert "--worker" in container["livenessProbe"]["exec"]["command"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert docs["PodDisruptionBudget/custsync-worker"]["spec"]["maxUnavailable"] == 1
+
+
+def test_the_secret_example_holds_placeholders_only() -> None:
+    secret = _documents()["Secret/custsync-secrets"]
+    for key, value in secret["stringData"].items():
+        assert "REPLACE-ME" in value, key

@@ -1,0 +1,248 @@
+"""Crash safety, a partner outage, 429 storms and the shared rate limit, with real workers."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from custsync.producer import enqueue
+from custsync.sandbox import SandboxClient
+from tests.conftest import WorkerPool, wait_for
+from tests.events import MINTED_EXAMPLE, envelope, new_id, vendor_changes
+from tests.test_ordering_e2e import fold, settled
+
+T0 = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def minted_stream(
+    client: SandboxClient, customers: int, versions: int, tag: str
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    starts: dict[str, dict[str, Any]] = {}
+    events = []
+    for _ in range(customers):
+        cid = new_id(tag)
+        starts[cid] = {**MINTED_EXAMPLE, "external_id": cid}
+        for v in range(versions):
+            changes = {**MINTED_EXAMPLE, "external_id": cid, "lastname": f"Version{v}"}
+            events.append(
+                {
+                    "event_id": f"{tag}-{uuid.uuid4().hex}",
+                    "target": "minted",
+                    "customer_id": cid,
+                    "occurred_at": (T0 + timedelta(seconds=v)).isoformat(),
+                    "changes": changes,
+                }
+            )
+    client.put_customers("minted", starts)
+    return starts, events
+
+
+@pytest.mark.timeout(420)  # its own waits (4 x 60 s + 90 s) fail first, with the state
+def test_kill_9_workers_repeatedly_loses_nothing(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(
+        4,
+        size=2,
+        CUSTSYNC_VISIBILITY_TIMEOUT_S="4",
+        CUSTSYNC_TASK_TIME_LIMIT_S="6",
+        CUSTSYNC_MINTED_MAX_ATTEMPTS="12",
+        # One call in flight per worker: a kill can then repeat at most one partner call.
+        CUSTSYNC_CONCURRENCY="1",
+    )
+    starts, events = minted_stream(sandbox_client, 400, 5, "kill")
+    rng = random.Random(9)
+    rng.shuffle(events)
+    sandbox_client.set_faults("minted", latency_ms=3)
+    kills = 0
+    try:
+        enqueue([(e, None) for e in events], pool.app)
+        for _ in range(4):
+            goal = 150 * (kills + 1)
+            wait_for(lambda g=goal: pool.counters("minted").get("applied", 0) > g, timeout_s=60)
+            victim = kills % 2
+            pool.kill(victim)
+            kills += 1
+            pool.restart(victim)
+        wait_for(settled(pool, len(events)), timeout_s=90, interval_s=0.5)
+    finally:
+        sandbox_client.clear_faults("minted")
+
+    assert pool.runtime.dlq.count() == 0
+    for cid, start in starts.items():
+        expected = fold([e for e in events if e["customer_id"] == cid], start)
+        actual = sandbox_client.get_customer("minted", cid)
+        assert actual is not None and actual["lastname"] == expected["lastname"], cid
+    applied = Counter(
+        r["idempotency_key"]
+        for r in sandbox_client.requests(target="minted")
+        if (r["idempotency_key"] or "").startswith("kill-") and r["status"] == 200
+    )
+    duplicates = sum(n - 1 for n in applied.values())
+    assert duplicates <= kills  # only the call in flight when a worker died is repeated
+
+
+def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(
+        5,
+        size=2,
+        CUSTSYNC_MINTED_MAX_ATTEMPTS="4",
+        CUSTSYNC_MINTED_BREAKER_FAILURES="3",
+        CUSTSYNC_MINTED_BREAKER_COOLDOWN_S="2",
+        CUSTSYNC_MINTED_BREAKER_COOLDOWN_MAX_S="8",
+    )
+    m_starts, m_events = minted_stream(sandbox_client, 60, 1, "outage")
+    vendor_codes = [new_id("OUTV") for _ in range(60)]
+    sandbox_client.put_customers("vendor", {c: vendor_changes(c) for c in vendor_codes})
+    v_events = [
+        envelope("vendor", c, vendor_changes(c, title="during-outage")) for c in vendor_codes
+    ]
+
+    sandbox_client.set_faults("minted", outage_s=60)
+    outage_ends = time.time() + 60
+    try:
+        for i in range(60):  # a steady stream through the outage
+            enqueue([(m_events[i], None), (v_events[i], None)], pool.app)
+            time.sleep(0.5)
+        vendor_done = pool.counters("vendor").get("applied", 0)
+        minted_during = pool.counters("minted").get("applied", 0)
+        wait_for(lambda: time.time() > outage_ends, timeout_s=90)
+        wait_for(settled(pool, 120), timeout_s=120, interval_s=0.5)
+    finally:
+        sandbox_client.clear_faults("minted")
+
+    assert vendor_done >= 55  # the other partner kept flowing
+    assert minted_during == 0
+    assert pool.runtime.dlq.count() == 0
+    assert pool.counters("minted")["applied"] == 60
+    assert "breaker opened" in pool.log_text()
+    minted_calls = [
+        r
+        for r in sandbox_client.requests(target="minted")
+        if (r["idempotency_key"] or "").startswith("outage-")
+    ]
+    assert len(minted_calls) < 60 + 40  # probes, not a flood: one call per event plus a few
+    for cid in m_starts:
+        assert sandbox_client.get_customer("minted", cid)["lastname"] == "Version0"
+
+
+def test_a_429_storm_is_honoured(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(6, size=2)
+    _, events = minted_stream(sandbox_client, 40, 1, "storm")
+    early_before = sandbox_client.stats()["minted"]["early_requests"]
+    sandbox_client.set_faults("minted", throttle_rate=0.5, retry_after_s=1)
+    try:
+        enqueue([(e, None) for e in events], pool.app)
+        wait_for(lambda: pool.counters("minted").get("deferred", 0) >= 5, timeout_s=60)
+    finally:
+        sandbox_client.set_faults("minted", throttle_rate=0.0)
+    wait_for(settled(pool, len(events)), timeout_s=120, interval_s=0.5)
+
+    assert sandbox_client.stats()["minted"]["early_requests"] == early_before
+    assert pool.counters("minted")["applied"] == 40
+    assert pool.runtime.dlq.count() == 0
+
+
+def test_the_shared_rate_limit_holds_across_two_workers(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    rate = 20.0
+    pool = pool_factory(7, size=2, CUSTSYNC_MINTED_RATE_LIMIT_PER_S=str(rate))
+    _, events = minted_stream(sandbox_client, 120, 1, "rate")
+    enqueue([(e, None) for e in events], pool.app)
+    wait_for(settled(pool, len(events)), timeout_s=120, interval_s=0.5)
+
+    times = sorted(
+        r["at"]
+        for r in sandbox_client.requests(target="minted")
+        if (r["idempotency_key"] or "").startswith("rate-") and r["status"] == 200
+    )
+    assert len(times) == 120
+    observed = (len(times) - 1) / (times[-1] - times[0])
+    assert abs(observed - rate) / rate <= 0.10, observed
+
+
+def test_a_message_that_kills_the_worker_every_time_ends_as_poison(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(
+        8, size=1, CUSTSYNC_VISIBILITY_TIMEOUT_S="2", CUSTSYNC_POISON_DELIVERIES="3"
+    )
+    worker = pool.workers[0]
+    worker.stop()
+    worker.start = lambda: _start_crashing(worker)  # type: ignore[method-assign]
+    worker.start()
+    pool.wait_ready()
+    cid = "CRASH-" + uuid.uuid4().hex[:8]
+    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    env = envelope("minted", cid, dict(MINTED_EXAMPLE))
+    enqueue([(env, None)], pool.app)
+
+    crashes = 0
+
+    def poisoned() -> bool:
+        nonlocal crashes
+        if worker.proc is not None and worker.proc.poll() is not None:
+            crashes += 1
+            worker.start()  # a supervisor restarts it
+        return pool.runtime.dlq.get(env["event_id"]) is not None
+
+    wait_for(poisoned, timeout_s=120, interval_s=0.2)
+    entry = pool.runtime.dlq.get(env["event_id"])
+    assert entry is not None and entry.reason == "poison"
+    assert crashes == 3
+    ok = envelope("minted", new_id("MTD"), dict(MINTED_EXAMPLE))
+    sandbox_client.put_customer("minted", ok["customer_id"], dict(MINTED_EXAMPLE))
+    enqueue([(ok, None)], pool.app)
+    wait_for(lambda: pool.counters("minted").get("applied", 0) == 1, timeout_s=60)
+
+
+def _start_crashing(worker: Any) -> Any:
+    import subprocess
+
+    log = worker.log_path.open("ab")
+    worker.proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.crashing_worker",
+            "worker",
+            "-n",
+            f"crash-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        env=worker.env,
+        stdout=log,
+        stderr=log,
+    )
+    return worker
+
+
+def test_sigterm_lets_the_call_in_flight_finish(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(14, size=1, CUSTSYNC_MINTED_READ_TIMEOUT_S="10")
+    cid = new_id("MTD")
+    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    sandbox_client.script("minted", cid, [{"delay_s": 2}])
+    env = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Finished"})
+    enqueue([(env, None)], pool.app)
+    rt = pool.runtime
+    wait_for(lambda: rt.redis.exists(rt.keys.inflight("minted", cid)), timeout_s=30)
+
+    pool.workers[0].stop()  # SIGTERM while the partner is still answering
+
+    assert [o["outcome"] for o in pool.workers[0].outcomes(env["event_id"])] == ["applied"]
+    assert sandbox_client.get_customer("minted", cid)["lastname"] == "Finished"
+    assert rt.redis.llen("custsync") == 0

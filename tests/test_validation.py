@@ -1,0 +1,125 @@
+"""Validation: both seeds' examples pass, every rule fails with its field named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from marshmallow import ValidationError
+
+from custsync.errors import InvalidEvent
+from custsync.producer import EventValidationError, check
+from custsync.settings import load_settings
+from custsync.validation import validate_event
+from tests.events import MINTED_EXAMPLE, VENDOR_EXAMPLE, envelope
+from tests.rules import INVALID_CHANGES, INVALID_ENVELOPES
+
+SETTINGS = load_settings(
+    {
+        "CUSTSYNC_MINTED_BASE_URL": "http://127.0.0.1:9",
+        "CUSTSYNC_MINTED_USERNAME": "u",
+        "CUSTSYNC_MINTED_PASSWORD": "p",
+        "CUSTSYNC_VENDOR_BASE_URL": "http://127.0.0.1:9",
+        "CUSTSYNC_VENDOR_ACCESS_TOKEN": "static",
+    }
+)
+
+
+def with_fragment(fragment: dict[str, Any]) -> dict[str, Any]:
+    env = envelope("minted", "MTD0018232", dict(MINTED_EXAMPLE))
+    for key, value in fragment.items():
+        if value is ...:
+            env.pop(key)
+        else:
+            env[key] = value
+    return env
+
+
+def test_minted_seed_example_is_valid_including_empty_middlename() -> None:
+    event = validate_event(envelope("minted", "MTD0018232", dict(MINTED_EXAMPLE)), SETTINGS)
+    assert event.changes["middlename"] == ""
+
+
+def test_vendor_seed_example_is_valid() -> None:
+    event = validate_event(envelope("vendor", "501", dict(VENDOR_EXAMPLE)), SETTINGS)
+    assert event.changes["sendMail"] is True
+
+
+def test_corporate_vendor_customer_needs_its_own_fields_only() -> None:
+    corporate = {
+        "code": "C1",
+        "erpCode": "C1",
+        "isCompany": True,
+        "companyName": "Acme A.Ş.",
+        "taxNumber": "1234567890",
+        "taxOffice": "Silifke",
+    }
+    assert validate_event(envelope("vendor", "C1", corporate), SETTINGS).changes == corporate
+
+
+@pytest.mark.parametrize(
+    ("target", "changes", "field"),
+    [case[1:] for case in INVALID_CHANGES],
+    ids=[case[0] for case in INVALID_CHANGES],
+)
+def test_each_seed_rule_names_its_field(target: str, changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(envelope(target, "C1", changes), SETTINGS)
+    assert f"changes.{field}" in info.value.details
+    assert f"changes.{field}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "field"),
+    [case[1:] for case in INVALID_ENVELOPES],
+    ids=[case[0] for case in INVALID_ENVELOPES],
+)
+def test_each_envelope_rule_names_its_field(fragment: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(with_fragment(fragment), SETTINGS)
+    assert field in info.value.details
+
+
+def test_envelope_and_changes_errors_are_reported_together() -> None:
+    env = with_fragment({"occurred_at": "yesterday"})
+    env["changes"]["gender"] = "X"
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(env, SETTINGS)
+    assert set(info.value.details) == {"occurred_at", "changes.gender"}
+
+
+def test_unconfigured_target_is_invalid_for_the_worker_but_fine_for_a_producer() -> None:
+    only_minted = load_settings(
+        {
+            "CUSTSYNC_MINTED_BASE_URL": "http://127.0.0.1:9",
+            "CUSTSYNC_MINTED_USERNAME": "u",
+            "CUSTSYNC_MINTED_PASSWORD": "p",
+        }
+    )
+    env = envelope("vendor", "501", dict(VENDOR_EXAMPLE))
+    with pytest.raises(InvalidEvent, match="CUSTSYNC_VENDOR_BASE_URL"):
+        validate_event(env, only_minted)
+    check(env, only_minted)  # producers need not know the partner's address
+
+
+def test_vendor_update_code_must_match_customer_id() -> None:
+    env = envelope("vendor", "501", {**VENDOR_EXAMPLE, "updateCode": "999"})
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(env, SETTINGS)
+    assert "changes.updateCode" in info.value.details
+
+
+def test_error_messages_never_echo_values() -> None:
+    secret = "98765432101"
+    env = envelope("minted", "C1", {**MINTED_EXAMPLE, "identity_number": 98765432101})
+    env["changes"]["email"] = f"{secret}@"
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(env, SETTINGS)
+    assert secret not in str(info.value)
+
+
+def test_producer_error_is_a_marshmallow_validation_error() -> None:
+    with pytest.raises(ValidationError) as info:
+        check(with_fragment({"target": ...}), SETTINGS)
+    assert isinstance(info.value, EventValidationError)
+    assert "target" in info.value.messages
