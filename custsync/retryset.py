@@ -15,6 +15,9 @@ from typing import Any
 from custsync.delivery import Delivery
 from custsync.keys import Keys
 
+# A claim is sent within milliseconds; a poller killed in between costs its events this wait.
+LEASE_S = 10.0
+
 # KEYS: retry set, claimed set. ARGV: now, lease end, limit.
 _CLAIM = """
 local out = {}
@@ -52,7 +55,9 @@ Send = Callable[[Sequence[tuple[Any, dict[str, Any]]]], object]
 
 
 class RetrySet:
-    def __init__(self, redis: Any, keys: Keys, *, lease_s: float = 60.0, batch: int = 500) -> None:
+    def __init__(
+        self, redis: Any, keys: Keys, *, lease_s: float = LEASE_S, batch: int = 500
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.lease_s = lease_s

@@ -67,12 +67,15 @@ def _broker_specific(broker: str, s: Any) -> dict[str, Any]:
             "broker_transport_options": {"confirm_publish": True},
             "worker_detect_quorum_queues": True,
         }
+    restore_s = max(1, min(10, int(s.visibility_timeout_s / 2)))
     return {
         "broker_transport_options": {
             "visibility_timeout": s.visibility_timeout_s,
             # Sweep for messages of dead workers often enough to matter (kombu: ~100 s).
-            "unacked_restore_interval": max(1, min(10, int(s.visibility_timeout_s / 2))),
+            "unacked_restore_interval": restore_s,
             "unacked_restore_throttle": 1,
+            # kombu's sweep lock lasts 300 s: a worker killed mid-sweep would stop every sweep.
+            "unacked_mutex_expire": 3 * restore_s,
         },
     }
 

@@ -67,7 +67,7 @@ def fold(events: list[dict[str, Any]], start: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-class settled:  # noqa: N801 - reads as a predicate at the call site
+class Settled:
     """True once every event has an outcome and nothing is queued, waiting or in flight.
 
     Counters alone can run ahead (a worker killed after finishing but before acking gets
@@ -103,7 +103,7 @@ class settled:  # noqa: N801 - reads as a predicate at the call site
         return total >= self.expected and not (queued or unacked or any(waiting))
 
     def __repr__(self) -> str:
-        return f"settled({self.last})"
+        return f"Settled({self.last})"
 
 
 def test_fold_invariant_under_shuffle_duplicates_and_5xx(
@@ -137,7 +137,7 @@ def test_fold_invariant_under_shuffle_duplicates_and_5xx(
         sandbox_client.set_faults(target, error_rate=0.2, latency_ms=5, latency_jitter_ms=10)
     try:
         enqueue([(e, None) for e in stream], pool.app)
-        wait_for(settled(pool, len(stream)), timeout_s=240, interval_s=0.5)
+        wait_for(Settled(pool, len(stream)), timeout_s=240, interval_s=0.5)
     finally:
         for target in ("minted", "vendor"):
             sandbox_client.clear_faults(target)

@@ -17,7 +17,7 @@ from custsync.producer import enqueue
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, envelope, new_id, vendor_changes
-from tests.test_ordering_e2e import fold, settled
+from tests.test_ordering_e2e import Settled, fold
 
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -72,7 +72,7 @@ def test_kill_9_workers_repeatedly_loses_nothing(
             pool.kill(victim)
             kills += 1
             pool.restart(victim)
-        wait_for(settled(pool, len(events)), timeout_s=90, interval_s=0.5)
+        wait_for(Settled(pool, len(events)), timeout_s=90, interval_s=0.5)
     finally:
         sandbox_client.clear_faults("minted")
 
@@ -101,37 +101,40 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
         CUSTSYNC_MINTED_BREAKER_COOLDOWN_S="2",
         CUSTSYNC_MINTED_BREAKER_COOLDOWN_MAX_S="8",
     )
-    m_starts, m_events = minted_stream(sandbox_client, 60, 1, "outage")
-    vendor_codes = [new_id("OUTV") for _ in range(60)]
+    n, outage_s = 40, 20
+    m_starts, m_events = minted_stream(sandbox_client, n, 1, "outage")
+    vendor_codes = [new_id("OUTV") for _ in range(n)]
     sandbox_client.put_customers("vendor", {c: vendor_changes(c) for c in vendor_codes})
     v_events = [
         envelope("vendor", c, vendor_changes(c, title="during-outage")) for c in vendor_codes
     ]
 
-    sandbox_client.set_faults("minted", outage_s=60)
-    outage_ends = time.time() + 60
+    sandbox_client.set_faults("minted", outage_s=outage_s)
+    outage_ends = time.time() + outage_s
     try:
-        for i in range(60):  # a steady stream through the outage
+        for i in range(n):  # a steady stream through the outage
             enqueue([(m_events[i], None), (v_events[i], None)], pool.app)
-            time.sleep(0.5)
+            time.sleep(outage_s / n)
         vendor_done = pool.counters("vendor").get("applied", 0)
         minted_during = pool.counters("minted").get("applied", 0)
-        wait_for(lambda: time.time() > outage_ends, timeout_s=90)
-        wait_for(settled(pool, 120), timeout_s=120, interval_s=0.5)
+        wait_for(lambda: time.time() > outage_ends, timeout_s=60)
+        wait_for(Settled(pool, 2 * n), timeout_s=90, interval_s=0.5)
     finally:
         sandbox_client.clear_faults("minted")
 
-    assert vendor_done >= 55  # the other partner kept flowing
+    assert vendor_done >= n - 5  # the other partner kept flowing
     assert minted_during == 0
     assert pool.runtime.dlq.count() == 0
-    assert pool.counters("minted")["applied"] == 60
+    assert pool.counters("minted")["applied"] == n
     assert "breaker opened" in pool.log_text()
     minted_calls = [
         r
         for r in sandbox_client.requests(target="minted")
         if (r["idempotency_key"] or "").startswith("outage-")
     ]
-    assert len(minted_calls) < 60 + 40  # probes, not a flood: one call per event plus a few
+    # Probes, not a flood: the failures that open the breaker, a probe per cooldown, then
+    # one call per event.
+    assert len(minted_calls) < n + 15, len(minted_calls)
     for cid in m_starts:
         assert sandbox_client.get_customer("minted", cid)["lastname"] == "Version0"
 
@@ -148,7 +151,7 @@ def test_a_429_storm_is_honoured(
         wait_for(lambda: pool.counters("minted").get("deferred", 0) >= 5, timeout_s=60)
     finally:
         sandbox_client.set_faults("minted", throttle_rate=0.0)
-    wait_for(settled(pool, len(events)), timeout_s=120, interval_s=0.5)
+    wait_for(Settled(pool, len(events)), timeout_s=120, interval_s=0.5)
 
     assert sandbox_client.stats()["minted"]["early_requests"] == early_before
     assert pool.counters("minted")["applied"] == 40
@@ -162,7 +165,7 @@ def test_the_shared_rate_limit_holds_across_two_workers(
     pool = pool_factory(7, size=2, CUSTSYNC_MINTED_RATE_LIMIT_PER_S=str(rate))
     _, events = minted_stream(sandbox_client, 120, 1, "rate")
     enqueue([(e, None) for e in events], pool.app)
-    wait_for(settled(pool, len(events)), timeout_s=120, interval_s=0.5)
+    wait_for(Settled(pool, len(events)), timeout_s=120, interval_s=0.5)
 
     times = sorted(
         r["at"]
@@ -178,7 +181,12 @@ def test_a_message_that_kills_the_worker_every_time_ends_as_poison(
     pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
 ) -> None:
     pool = pool_factory(
-        8, size=1, CUSTSYNC_VISIBILITY_TIMEOUT_S="2", CUSTSYNC_POISON_DELIVERIES="3"
+        8,
+        size=1,
+        CUSTSYNC_VISIBILITY_TIMEOUT_S="2",
+        CUSTSYNC_POISON_DELIVERIES="3",
+        # The dead worker's hold on the customer lasts at most the time limit; keep it short.
+        CUSTSYNC_TASK_TIME_LIMIT_S="3",
     )
     worker = pool.workers[0]
     worker.stop()
