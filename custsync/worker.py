@@ -12,6 +12,7 @@ from celery import Celery, bootsteps, signals
 from kombu.entity import Queue
 
 from custsync.keys import QUEUE, TASK_NAME
+from custsync.redis_transport import TRANSPORT as REDIS_TRANSPORT
 from custsync.runtime import Runtime, get_runtime
 
 app = Celery("custsync", set_as_current=False)
@@ -68,7 +69,11 @@ def _broker_specific(broker: str, s: Any) -> dict[str, Any]:
             "worker_detect_quorum_queues": True,
         }
     restore_s = max(1, min(10, int(s.visibility_timeout_s / 2)))
+    transport = {}
+    if broker.startswith("redis://") and ";" not in broker:  # TLS/failover: kombu's as is
+        transport = {"broker_transport": REDIS_TRANSPORT}
     return {
+        **transport,
         "broker_transport_options": {
             "visibility_timeout": s.visibility_timeout_s,
             # Sweep for messages of dead workers often enough to matter (kombu: ~100 s).
