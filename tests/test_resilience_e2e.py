@@ -90,6 +90,7 @@ def test_kill_9_workers_repeatedly_loses_nothing(
     assert duplicates <= kills  # only the call in flight when a worker died is repeated
 
 
+@pytest.mark.timeout(300)  # the outage alone lasts a minute
 def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
     pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
 ) -> None:
@@ -101,7 +102,7 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
         CUSTSYNC_MINTED_BREAKER_COOLDOWN_S="2",
         CUSTSYNC_MINTED_BREAKER_COOLDOWN_MAX_S="8",
     )
-    n, outage_s = 40, 20
+    n, outage_s = 60, 60  # issue 4: a 60-second outage during a steady stream
     m_starts, m_events = minted_stream(sandbox_client, n, 1, "outage")
     vendor_codes = [new_id("OUTV") for _ in range(n)]
     sandbox_client.put_customers("vendor", {c: vendor_changes(c) for c in vendor_codes})
@@ -117,7 +118,7 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
             time.sleep(outage_s / n)
         vendor_done = pool.counters("vendor").get("applied", 0)
         minted_during = pool.counters("minted").get("applied", 0)
-        wait_for(lambda: time.time() > outage_ends, timeout_s=60)
+        wait_for(lambda: time.time() > outage_ends, timeout_s=90)
         wait_for(Settled(pool, 2 * n), timeout_s=90, interval_s=0.5)
     finally:
         sandbox_client.clear_faults("minted")
@@ -134,7 +135,7 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
     ]
     # Probes, not a flood: the failures that open the breaker, a probe per cooldown, then
     # one call per event.
-    assert len(minted_calls) < n + 15, len(minted_calls)
+    assert len(minted_calls) < n + 25, len(minted_calls)
     for cid in m_starts:
         assert sandbox_client.get_customer("minted", cid)["lastname"] == "Version0"
 
