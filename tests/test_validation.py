@@ -88,6 +88,15 @@ def test_envelope_and_changes_errors_are_reported_together() -> None:
     assert set(info.value.details) == {"occurred_at", "changes.gender"}
 
 
+@pytest.mark.parametrize("target", ["minted", "vendor"])
+def test_a_key_of_changes_that_is_not_a_field_name_is_named(target: str) -> None:
+    changes = dict(MINTED_EXAMPLE) if target == "minted" else dict(VENDOR_EXAMPLE)
+    changes[7] = "x"  # a Python producer's non-string key: the target schema names it
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(envelope(target, "501", changes), SETTINGS)
+    assert info.value.details == {"changes.7": ["Unknown field."]}
+
+
 def test_unconfigured_target_is_invalid_for_the_worker_but_fine_for_a_producer() -> None:
     only_minted = load_settings(
         {

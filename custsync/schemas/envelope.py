@@ -37,7 +37,9 @@ class EnvelopeSchema(Schema):
     customer_id = fields.String(required=True, validate=validate.Length(min=1, max=256))
     occurred_at = fields.AwareDateTime(required=True, format="iso")
     sequence = fields.Integer(strict=True, validate=validate.Range(min=0), load_default=0)
-    changes = fields.Dict(keys=fields.String(), required=True)
+    # Keys are left to the target schema, which names each unknown one: checking them here
+    # too cost a quarter of validation.
+    changes = fields.Dict(required=True)
     source = fields.String(validate=validate.Length(max=256), allow_none=True)
     correlation_id = fields.String(validate=validate.Length(max=256), allow_none=True)
 
