@@ -132,3 +132,39 @@ def test_producer_error_is_a_marshmallow_validation_error() -> None:
         check(with_fragment({"target": ...}), SETTINGS)
     assert isinstance(info.value, EventValidationError)
     assert "target" in info.value.messages
+
+
+def test_our_fields_fail_like_marshmallows_own() -> None:
+    from marshmallow import Schema, validate
+    from marshmallow import fields as ma
+
+    from custsync.schemas import fields
+
+    def not_no(value: str) -> None:
+        if value == "no":
+            raise ValidationError("No is not an answer.")
+
+    def schema(module: Any) -> Schema:
+        return Schema.from_dict(
+            {
+                "a": module.String(validate=validate.Length(max=2)),
+                "b": module.String(validate=[not_no, validate.Length(min=3)]),
+                "c": module.List(module.String(validate=validate.OneOf(["x"]))),
+                "d": module.Integer(),
+            }
+        )()
+
+    ours, theirs = schema(fields), schema(ma)
+    bad = {"a": "abc", "b": "no", "c": ["y"], "d": "z"}  # every field fails, b twice
+    good = {"a": "ab", "b": "yes", "c": ["x"], "d": 4}
+
+    def errors(s: Schema) -> Any:
+        with pytest.raises(ValidationError) as info:
+            s.load(bad)
+        return info.value.messages
+
+    mine = errors(ours)
+    assert mine == errors(theirs)
+    assert set(mine) == {"a", "b", "c", "d"}
+    assert len(mine["b"]) == 2
+    assert ours.load(good) == theirs.load(good) == good

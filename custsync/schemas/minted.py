@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, validate
+
+from custsync.schemas import fields
 
 _NAME = validate.Length(min=3, max=40)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
+
+from custsync.schemas import fields
 
 _STR = validate.Length(min=1, max=256)
 _INDIVIDUAL = ("firstName", "lastName", "tckn")
