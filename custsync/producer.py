@@ -70,8 +70,9 @@ def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = No
     client = _redis_broker(app)
     if client is None:
         return _send_tasks(items, app)
-    from custsync.messages import build_message
+    from custsync.messages import MessageBuilder
 
+    builder = MessageBuilder(app)
     journal = _journal(app)
     sent = 0
     pipe = client.pipeline(transaction=False)
@@ -81,7 +82,7 @@ def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = No
         if journal is not None:  # noted first: a message lost after this comes back
             journal.note(pipe, chunk)
         for envelope, delivery in chunk:
-            pipe.lpush(*build_message(app, envelope, delivery))
+            pipe.lpush(builder.key, builder.build(envelope, delivery))
         pipe.execute()
         chunk.clear()
 

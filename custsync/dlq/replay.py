@@ -24,7 +24,7 @@ from custsync.dlq.query import Filter, select
 from custsync.dlq.store import CHANGED, GONE, TAKEN
 from custsync.errors import InvalidEvent
 from custsync.journal import body as journal_body
-from custsync.messages import build_message
+from custsync.messages import MessageBuilder
 from custsync.ordering import judge as judge_versions
 from custsync.ordering import version_string, would_supersede
 from custsync.privacy import mask_text, personal_values
@@ -207,9 +207,10 @@ class Replayer:
 
     def _move_atomic(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
         pipe = self.rt.redis.pipeline(transaction=False)
+        builder = MessageBuilder(self.app)
         for entry, raw in ready:
             delivery = self._delivery(entry)
-            message = build_message(self.app, entry.envelope, delivery)
+            message = (builder.key, builder.build(entry.envelope, delivery))
             self.rt.dlq.take(
                 entry,
                 raw,
