@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from custsync.embedded import EphemeralRedis
+from custsync.pipeline import Pipeline
 from custsync.runtime import Runtime, set_runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
@@ -179,6 +180,11 @@ def direct_env(redis_server: EphemeralRedis, sandbox: Sandbox) -> dict[str, str]
     client = redis.Redis.from_url(db_url(redis_server, DIRECT_DB))
     client.flushdb()
     return custsync_env(redis_server, sandbox, DIRECT_DB)
+
+
+def pipeline_for(env: dict[str, str], **overrides: str) -> Pipeline:
+    """A pipeline run in the test process itself, on ``direct_env`` plus overrides."""
+    return Pipeline(Runtime(load_settings({**env, **overrides})))
 
 
 class WorkerPool:

@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from custsync.delivery import Delivery
-from custsync.pipeline import Pipeline
-from custsync.runtime import Runtime
 from custsync.sandbox import SandboxClient
-from custsync.settings import load_settings
+from tests.conftest import pipeline_for
 from tests.events import (
     MINTED_EXAMPLE,
     envelope,
@@ -31,10 +29,6 @@ def at(seconds: int, seq: int = 0) -> dict[str, Any]:
 
 def fresh() -> Delivery:
     return Delivery(first_seen_at=time.time())
-
-
-def pipeline_for(env: dict[str, str], **overrides: str) -> Pipeline:
-    return Pipeline(Runtime(load_settings({**env, **overrides})))
 
 
 def test_an_applied_event_is_not_sent_twice(

@@ -5,25 +5,33 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
 from custsync.delivery import Delivery
 from custsync.pipeline import Pipeline
-from custsync.runtime import Runtime
 from custsync.sandbox import SandboxClient
-from custsync.settings import load_settings
+from tests.conftest import pipeline_for
 from tests.events import MINTED_EXAMPLE, envelope, minted_customer
 
 
-def make_pipeline(env: dict[str, str], **overrides: str) -> Pipeline:
-    return Pipeline(Runtime(load_settings({**env, **overrides})))
+def one_event_waiting(
+    env: dict[str, str], sandbox_client: SandboxClient
+) -> tuple[Pipeline, dict[str, Any]]:
+    """A pipeline whose one event got a 503 and now waits in the retry set."""
+    pipeline = pipeline_for(env)
+    cid = minted_customer(sandbox_client)
+    sandbox_client.script("minted", cid, [{"status": 503}])
+    event = envelope("minted", cid, dict(MINTED_EXAMPLE))
+    pipeline.process(event, Delivery(first_seen_at=time.time()))
+    return pipeline, event
 
 
 def test_a_retry_waits_in_the_retry_set_not_in_the_worker(
     direct_env: dict[str, str], sandbox_client: SandboxClient
 ) -> None:
-    pipeline = make_pipeline(direct_env, CUSTSYNC_MINTED_BACKOFF_BASE_S="30")
+    pipeline = pipeline_for(direct_env, CUSTSYNC_MINTED_BACKOFF_BASE_S="30")
     cid = minted_customer(sandbox_client)
     sandbox_client.script("minted", cid, [{"status": 503}])
     env = envelope("minted", cid, dict(MINTED_EXAMPLE))
@@ -45,11 +53,8 @@ def test_a_retry_waits_in_the_retry_set_not_in_the_worker(
 def test_the_retry_set_hands_each_due_event_out_once(
     direct_env: dict[str, str], sandbox_client: SandboxClient
 ) -> None:
-    rt = Runtime(load_settings(direct_env))
-    cid = minted_customer(sandbox_client)
-    sandbox_client.script("minted", cid, [{"status": 503}])
-    env = envelope("minted", cid, dict(MINTED_EXAMPLE))
-    Pipeline(rt).process(env, Delivery(first_seen_at=time.time()))
+    pipeline, env = one_event_waiting(direct_env, sandbox_client)
+    rt = pipeline.rt
     later = time.time() + 60
 
     sent: list[tuple[object, dict[str, object]]] = []
@@ -64,11 +69,8 @@ def test_the_retry_set_hands_each_due_event_out_once(
 def test_a_claim_whose_send_failed_is_handed_out_again_after_its_lease(
     direct_env: dict[str, str], sandbox_client: SandboxClient
 ) -> None:
-    rt = Runtime(load_settings(direct_env))
-    cid = minted_customer(sandbox_client)
-    sandbox_client.script("minted", cid, [{"status": 503}])
-    env = envelope("minted", cid, dict(MINTED_EXAMPLE))
-    Pipeline(rt).process(env, Delivery(first_seen_at=time.time()))
+    pipeline, env = one_event_waiting(direct_env, sandbox_client)
+    rt = pipeline.rt
     now = time.time() + 60
 
     def broker_down(items: object) -> None:
@@ -87,7 +89,7 @@ def test_a_claim_whose_send_failed_is_handed_out_again_after_its_lease(
 def test_bad_digest_credentials_pause_the_target_and_end_in_the_dlq_as_auth(
     direct_env: dict[str, str], sandbox_client: SandboxClient
 ) -> None:
-    pipeline = make_pipeline(direct_env, CUSTSYNC_MINTED_PASSWORD="wrong-password")
+    pipeline = pipeline_for(direct_env, CUSTSYNC_MINTED_PASSWORD="wrong-password")
     cid = minted_customer(sandbox_client)
     env = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Unauthorized"})
 
@@ -110,7 +112,7 @@ def test_bad_digest_credentials_pause_the_target_and_end_in_the_dlq_as_auth(
 def test_a_paused_target_defers_without_calling_the_partner(
     direct_env: dict[str, str], sandbox_client: SandboxClient
 ) -> None:
-    pipeline = make_pipeline(direct_env)
+    pipeline = pipeline_for(direct_env)
     cid = minted_customer(sandbox_client)
     pipeline.redis.set(
         pipeline.keys.pause("minted"), json.dumps({"until": time.time() + 30, "reason": "t"}), ex=30

@@ -17,46 +17,12 @@ from requests.auth import HTTPDigestAuth
 
 from custsync.cli.sandbox_cmd import sandbox_command
 from custsync.sandbox import Sandbox, SandboxClient, SandboxError
+from tests.events import MINTED_EXAMPLE, VENDOR_EXAMPLE
 
 MINTED_AUTH = ("custsync", "minted-sandbox-secret")
 VENDOR_AUTH = {"username": "custsync", "password": "vendor-sandbox-secret"}
 MINTED_ID = "MTD0018232"
 MINTED_HEADERS = {"api-version": "2", "x-client-id": "web", "Accept-Language": "tr"}
-# The seeds' examples; their scraped "[email protected]" placeholders get real addresses.
-MINTED_EXAMPLE = {
-    "external_id": "0f8e3c1a-9b2d-4c5e-8f7a-6b5c4d3e2f1a",
-    "firstname": "John",
-    "middlename": "",
-    "lastname": "Due",
-    "email": "john.due@example.com",
-    "phone": "+905071112233",
-    "gender": "M",
-    "identity_number": "12345677938",
-    "birthdate": "1970-01-31",
-}
-VENDOR_EXAMPLE = {
-    "code": "501",
-    "erpCode": "501",
-    "phone": "5000000000",
-    "countryCode": "TR",
-    "cityCode": "10",
-    "districtCode": 494,
-    "currencyCode": "TRY",
-    "address": "test",
-    "taxOffice": "Silifke",
-    "paymentSetId": "504978bf-bebd-40c5-89aa-b76f3a20341c",
-    "customerRepresentativeIds": ["a90b225c-fa6e-418d-8c03-93946a05e355"],
-    "isForeignNational": False,
-    "isCompany": False,
-    "firstName": "vendor",
-    "lastName": "test5",
-    "email": "vendor.test5@example.com",
-    "mobile": "5000000000",
-    "canUseMobile": False,
-    "sendMail": True,
-    "isActive": True,
-    "tckn": "00000000000",
-}
 DROP = object()
 
 
