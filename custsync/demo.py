@@ -190,8 +190,9 @@ def run_demo(customers: int = 300, timeout_s: float = 180.0) -> int:
         total = len(stream.valid) + len(stream.foreign)
         click.echo(
             f"  stream   {len(stream.valid)} valid events for {customers + 2} customers"
-            f" (1-3 versions each, out of order; {stream.unknown_customers} unknown to the"
-            " partner),"
+            f" (1-3 versions each, out of order; vendor updates partial;"
+            f" {stream.unknown_customers} unknown to the partner,"
+            f" {stream.partner_refusals} the partner refuses),"
             f" {len(stream.foreign)} invalid ones from a careless producer\n"
         )
         stop = threading.Event()

@@ -20,6 +20,7 @@ class Stream:
     valid: list[dict[str, Any]] = field(default_factory=list)  # published through the producer
     foreign: list[dict[str, Any]] = field(default_factory=list)  # as a careless client would
     unknown_customers: int = 0
+    partner_refusals: int = 0
 
 
 def _digits(rng: random.Random, n: int) -> str:
@@ -41,20 +42,38 @@ def _minted_body(rng: random.Random, cid: str) -> dict[str, Any]:
     }
 
 
-def _vendor_body(rng: random.Random, code: str) -> dict[str, Any]:
+def _vendor_body(rng: random.Random, code: str, corporate: bool = False) -> dict[str, Any]:
+    """A whole vendor record: what the partner holds before the stream's partial updates."""
+    kind: dict[str, Any] = (
+        {"companyName": f"{rng.choice(_LAST)} A.Ş.", "taxNumber": _digits(rng, 10),
+         "taxOffice": "Silifke"}
+        if corporate
+        else {"firstName": rng.choice(_FIRST), "lastName": rng.choice(_LAST),
+              "tckn": _digits(rng, 11)}
+    )  # fmt: skip
     return {
         "code": code,
         "erpCode": f"ERP{code}",
-        "firstName": rng.choice(_FIRST),
-        "lastName": rng.choice(_LAST),
-        "tckn": _digits(rng, 11),
+        **kind,
         "mobile": "5" + _digits(rng, 9),
         "countryCode": "TR",
         "currencyCode": "TRY",
-        "isCompany": False,
+        "isCompany": corporate,
         "isActive": True,
-        "sendMail": False,
     }
+
+
+def _vendor_update(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
+    """A partial update, the vendor's normal case: code, erpCode and what changed."""
+    changed: dict[str, Any] = rng.choice(
+        [
+            {"mobile": "5" + _digits(rng, 9)},
+            {"email": f"c{uuid.uuid4().hex[:8]}@example.com"},
+            {"address": f"Atatürk Cd. {rng.randint(1, 200)}", "cityCode": "10"},
+            {"isActive": rng.random() < 0.8},
+        ]
+    )
+    return {"code": body["code"], "erpCode": body["erpCode"], **changed}
 
 
 def _envelope(
@@ -98,14 +117,16 @@ def build(customers: int = 300, seed: int = 7) -> Stream:
     for i in range(customers):
         target = "minted" if i % 2 == 0 else "vendor"
         cid = f"MTD{100000 + i}" if target == "minted" else f"{7000 + i}"
-        body = _minted_body(rng, cid) if target == "minted" else _vendor_body(rng, cid)
+        if target == "minted":
+            body = _minted_body(rng, cid)
+        else:
+            body = _vendor_body(rng, cid, corporate=i % 4 == 3)
         (stream.minted_customers if target == "minted" else stream.vendor_customers)[cid] = body
         for update in range(rng.randint(1, 3)):
-            changes = dict(body)
-            if target == "minted":
-                changes["phone"] = "+90" + _digits(rng, 10)
+            if target == "minted":  # Minted needs its identity fields on every call
+                changes = {**body, "phone": "+90" + _digits(rng, 10)}
             else:
-                changes["mobile"] = "5" + _digits(rng, 9)
+                changes = _vendor_update(rng, body)
             at = now - timedelta(minutes=10) + timedelta(seconds=update)
             stream.valid.append(_envelope(target, cid, changes, at, update))
     rng.shuffle(stream.valid)
@@ -118,14 +139,21 @@ def build(customers: int = 300, seed: int = 7) -> Stream:
         stream.valid.append(_envelope(target, cid, body, now, 0))
         stream.unknown_customers += 1
 
+    # Valid on its own, refused by the partner: an individual made corporate without a
+    # company name or tax number breaks the kind rule on the merged record (422, rejected).
+    individual = next(c for c, b in stream.vendor_customers.items() if b and not b["isCompany"])
+    kind_change = {"code": individual, "erpCode": f"ERP{individual}", "isCompany": True}
+    stream.valid.append(_envelope("vendor", individual, kind_change, now, 9))
+    stream.partner_refusals += 1
+
     # What a careless producer sends without validating: each lands in the DLQ as invalid.
     some_minted = next(iter(stream.minted_customers))
     bad: list[tuple[str, str, dict[str, Any]]] = [
         ("minted", some_minted, {**minted_seed, "gender": "X"}),
         ("minted", some_minted, {**minted_seed, "firstname": "Al"}),
         ("minted", some_minted, {**minted_seed, "birthdate": "31.01.1970"}),
-        ("vendor", "501", {"code": "501", "firstName": "No", "lastName": "Erp", "tckn": "1"}),
-        ("vendor", "501", {**vendor_seed, "isCompany": True}),
+        ("vendor", "501", {"code": "501", "email": "no.erp.code@example.com"}),
+        ("vendor", "501", {**vendor_seed, "districtCode": "494"}),
         ("crm-x", "42", {"name": "unknown target"}),
     ]
     for target, cid, changes in bad:

@@ -43,6 +43,21 @@ def wait_for(
         time.sleep(interval_s)
 
 
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``custsync ARGS`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "custsync.cli", *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EphemeralRedis]:
     server = EphemeralRedis(tmp_path_factory.mktemp("redis")).start()

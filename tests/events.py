@@ -8,7 +8,7 @@ from typing import Any
 
 from custsync.sandbox import SandboxClient
 
-# shared/seeds/000_*: the Minted "Update Customer" example (its external_id is a faker template).
+# Minted "Update Customer" example (docs/partners/minted.md); external_id was a faker template.
 MINTED_EXAMPLE: dict[str, Any] = {
     "external_id": "6f1c2d3e-0000-4000-8000-000000000001",
     "firstname": "John",
@@ -21,7 +21,7 @@ MINTED_EXAMPLE: dict[str, Any] = {
     "birthdate": "1970-01-31",
 }
 
-# shared/seeds/004_*: the vendor "Updating a Customer" example.
+# docs/partners/vendor.md: the vendor "Updating a Customer" example.
 VENDOR_EXAMPLE: dict[str, Any] = {
     "code": "501",
     "erpCode": "501",

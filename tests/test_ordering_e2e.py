@@ -35,13 +35,7 @@ def vendor_versions(code: str, rng: random.Random) -> list[dict[str, Any]]:
     events = []
     for v in range(5):
         fields = rng.sample(VENDOR_FIELDS, rng.randint(1, 3))
-        changes = {
-            "code": code,
-            "erpCode": f"erp-{code}",
-            "firstName": "Ada",
-            "lastName": "Kaya",
-            "tckn": "11111111111",
-        }
+        changes: dict[str, Any] = {"code": code, "erpCode": f"erp-{code}"}  # partial updates
         for name in fields:
             changes[name] = f"{name}@v{v}.example.com" if name == "email" else f"{name}-v{v}"
         events.append(_env("vendor", code, changes, v))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from custsync.producer import EventValidationError
 from custsync.runtime import Runtime
 from custsync.settings import load_settings
 from custsync.worker import producer_app
+from tests.conftest import run_cli
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 
 
@@ -90,20 +89,6 @@ def test_publish_many_writes_in_pipelined_batches(direct: tuple[Runtime, Any]) -
     after = rt.redis.info("commandstats")["cmdstat_lpush"]["calls"]
     assert after - before == 2500  # one LPUSH each, sent in pipelines (see bench/ for speed)
     assert queued(rt)[-1] == events[-1]
-
-
-def run_cli(
-    env: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "custsync.cli", *args],
-        env={**env, "PATH": "/usr/bin:/bin"},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_cli_publish_reports_bad_lines_by_number_and_sends_the_rest(

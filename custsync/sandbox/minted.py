@@ -1,6 +1,7 @@
 """Minted Connect stand-in: ``PATCH /partner/customer/{external_customer_id}``.
 
-Rules are written from the seed (shared/seeds/000_...), not from custsync's schemas.
+Rules are written from the partner's document (docs/partners/minted.md), not from
+custsync's schemas.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def check_body(body: Any) -> dict[str, list[str]]:
     if text.get("middlename"):  # the seed's own example sends "" for it
         _length(errors, text, "middlename", 3, 40)
     _length(errors, text, "identity_number", 3, 10**6)
+    _length(errors, text, "external_id", 1, 110)  # the 200 answer's bound on the stored id
     if text.get("phone") == "":
         errors["phone"] = ["phone must not be empty"]
     email = text.get("email")

@@ -1,7 +1,7 @@
 """Vendor API stand-in: ``POST /vendor/auth/token`` and ``PUT /vendor/customer/{code}``.
 
-Rules are written from the seed (shared/seeds/004_...); the token endpoint follows
-DESIGN.md §3, since the seed's authentication chapter is missing.
+Rules are written from the partner's document (docs/partners/vendor.md); the token endpoint
+follows what we assumed there, since the document's authentication chapter is missing.
 """
 
 from __future__ import annotations

@@ -37,6 +37,15 @@ class Boolean(ma.Boolean):
     _validate = _validate_alone
 
 
+class JsonBoolean(Boolean):
+    """JSON ``true``/``false`` only: marshmallow's truthy sets take 1, 0 and "false" too."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):  # 0 == False, so a set of {False} would admit 0
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class AwareDateTime(ma.AwareDateTime):
     _validate = _validate_alone
 

@@ -1,4 +1,4 @@
-"""Minted "Update Customer" body, as the seed says (shared/seeds/000_*)."""
+"""Minted "Update Customer" body, as the partner's document says (docs/partners/minted.md)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ class MintedChangesSchema(Schema):
     class Meta:
         unknown = RAISE
 
+    # The seed's 200 answer bounds external_id to 1-110 characters: longer cannot be stored.
     external_id = fields.String(validate=validate.Length(min=1, max=110))
     firstname = fields.String(required=True, validate=_NAME)
     middlename = fields.String(validate=_middlename)
     lastname = fields.String(required=True, validate=_NAME)
     email = fields.Email()
+    # Stricter than "required": an empty phone is no phone (the partner refuses it too).
     phone = fields.String(required=True, validate=validate.Length(min=1))
     gender = fields.String(validate=validate.OneOf(["M", "F"]))
-    identity_number = fields.String(required=True, validate=validate.Length(min=3, max=64))
+    identity_number = fields.String(required=True, validate=validate.Length(min=3))
     birthdate = fields.String(validate=_iso_date)

@@ -1,58 +1,47 @@
-"""Vendor "Updating a Customer" body, as the seed says (shared/seeds/004_*)."""
+"""Vendor "Updating a Customer" body: a partial update, checked field by field.
+
+The document's individual/corporate rule (individuals need firstName, lastName, tckn;
+corporates companyName, taxNumber, taxOffice) holds for the partner's record *after* the
+update, which only the partner knows: an event carries just the fields that changed, so
+custsync checks each field it sends and leaves the kind rule to the partner's 422.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
+from marshmallow import RAISE, Schema, validate
 
 from custsync.schemas import fields
 
-_STR = validate.Length(min=1, max=256)
-_INDIVIDUAL = ("firstName", "lastName", "tckn")
-_CORPORATE = ("companyName", "taxNumber", "taxOffice")
-
-
-def _strict_bool() -> fields.Boolean:
-    # JSON booleans only: "false" as a string must not turn a customer corporate.
-    return fields.Boolean(truthy={True}, falsy={False})
+# Stricter than "required": an empty code addresses no record (the partner treats it as missing).
+_CODE = validate.Length(min=1)
 
 
 class VendorChangesSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    updateCode = fields.String(validate=_STR)
-    code = fields.String(required=True, validate=_STR)
-    erpCode = fields.String(required=True, validate=_STR)
-    firstName = fields.String(validate=_STR)
-    lastName = fields.String(validate=_STR)
-    companyName = fields.String(validate=_STR)
-    isCompany = _strict_bool()
-    isForeignNational = _strict_bool()
-    tckn = fields.String(validate=_STR)
-    taxNumber = fields.String(validate=_STR)
-    taxOffice = fields.String(validate=_STR)
-    email = fields.Email()
-    phone = fields.String(validate=_STR)
-    mobile = fields.String(validate=_STR)
-    countryCode = fields.String(validate=validate.Length(min=2, max=3))
-    cityCode = fields.String(validate=_STR)
+    updateCode = fields.String(validate=_CODE)
+    code = fields.String(required=True, validate=_CODE)
+    erpCode = fields.String(required=True, validate=_CODE)
+    firstName = fields.String()
+    lastName = fields.String()
+    companyName = fields.String()
+    isCompany = fields.JsonBoolean()
+    isForeignNational = fields.JsonBoolean()
+    tckn = fields.String()
+    taxNumber = fields.String()
+    taxOffice = fields.String()
+    email = fields.String()  # the document gives no format, unlike Minted's `string <email>`
+    phone = fields.String()
+    mobile = fields.String()
+    countryCode = fields.String()
+    cityCode = fields.String()
     districtCode = fields.Integer(strict=True)
-    currencyCode = fields.String(validate=validate.Length(min=3, max=3))
-    address = fields.String(validate=validate.Length(max=2048))
-    paymentSetId = fields.String(validate=_STR)
-    customerRepresentativeIds = fields.List(fields.String(validate=_STR))
-    canUseMobile = _strict_bool()
-    sendMail = _strict_bool()
-    isActive = _strict_bool()
-    title = fields.String(validate=validate.Length(max=256))
-
-    @validates_schema
-    def _kind_rules(self, data: dict[str, Any], **_: Any) -> None:
-        corporate = data.get("isCompany") is True
-        needed = _CORPORATE if corporate else _INDIVIDUAL
-        kind = "corporate customers (isCompany true)" if corporate else "individual customers"
-        missing = {name: [f"Required for {kind}."] for name in needed if not data.get(name)}
-        if missing:
-            raise ValidationError(missing)
+    currencyCode = fields.String()  # an undefined one is the partner's 404, not a shape error
+    address = fields.String()
+    paymentSetId = fields.String()
+    customerRepresentativeIds = fields.List(fields.String())
+    canUseMobile = fields.JsonBoolean()
+    sendMail = fields.JsonBoolean()
+    isActive = fields.JsonBoolean()
+    title = fields.String()

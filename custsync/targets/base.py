@@ -1,4 +1,4 @@
-"""The contract every partner target implements, and the shared answer table (DESIGN §3-4).
+"""The contract every partner target implements, and the answer table every partner shares.
 
 Adding a partner means one module with a Target subclass and one line in REGISTRY.
 """

@@ -1,4 +1,4 @@
-"""Minted Connect "Update Customer": PATCH with HTTP Digest auth (shared/seeds/000_*)."""
+"""Minted Connect "Update Customer": PATCH with HTTP Digest auth (docs/partners/minted.md)."""
 
 from __future__ import annotations
 

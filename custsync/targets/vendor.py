@@ -1,4 +1,4 @@
-"""Vendor "Updating a Customer": PUT with a renewable bearer token (shared/seeds/004_*)."""
+"""Vendor "Updating a Customer": PUT with a renewable bearer token (docs/partners/vendor.md)."""
 
 from __future__ import annotations
 
