@@ -14,7 +14,7 @@ from typing import Any
 
 from custsync import observability
 from custsync.delivery import Delivery
-from custsync.dlq.entry import DeadLetter, entry_id_for
+from custsync.dlq.entry import DeadLetter, entry_id_for, event_id_of
 from custsync.errors import CustsyncError, InvalidEvent
 from custsync.journal import Journal
 from custsync.outcomes import Outcome, Result
@@ -112,7 +112,7 @@ class Landing:
         error = mask(str(exc), job)
         now = time.time()
         entry = DeadLetter(
-            event_id=entry_id_for(job.raw),
+            event_id=job.event.event_id if job.event is not None else event_id_of(job.raw),
             target=job.field("target"),
             customer_id=job.field("customer_id"),
             reason=reason,
@@ -132,7 +132,7 @@ class Landing:
 
         def also(pipe: Any) -> None:
             pipe.hincrby(counter_key, f"{Outcome.DEAD_LETTERED.value}:{reason}", 1)
-            self.journal.forget(pipe, entry.event_id)
+            self.journal.forget(pipe, entry_id_for(job.raw))
             if extra is not None:
                 extra(pipe)
 

@@ -125,4 +125,7 @@ class Quiet:
         return cli(self.env, *args)
 
     def ids(self) -> set[str]:
-        return set(self.rt.redis.zrange(self.rt.keys.dlq_all, 0, -1))
+        """The event ids in the DLQ (entries are keyed by their own entry ids)."""
+        return {
+            e.label for e in self.rt.dlq.load(self.rt.redis.zrange(self.rt.keys.dlq_all, 0, -1))
+        }

@@ -17,6 +17,7 @@ from custsync.embedded import EphemeralRedis
 from custsync.sandbox import Sandbox
 from tests.conftest import db_url, wait_for
 from tests.dlq_support import Quiet, entry, json_lines, queued_event_ids, start_cli
+from tests.events import MINTED_EXAMPLE
 
 BROKER_DB = 13  # "another broker": a second database, so one Lua script cannot span both
 
@@ -130,7 +131,7 @@ def test_export_writes_private_envelopes_that_publish_accepts(quiet: Quiet, tmp_
         (("dlq", "list", "--since", "yesterday"), 2, "--since: 'yesterday' is neither"),
         (("dlq", "list", "--reason", "lost"), 2, "--reason 'lost' is not one of"),
         (("dlq", "list", "--status", "abc"), 2, "--status 'abc'"),
-        (("dlq", "show", "no-such-id"), 1, "no DLQ entry with event id 'no-such-id'"),
+        (("dlq", "show", "no-such-id"), 1, "no DLQ entry with event id or entry id 'no-such-id'"),
         (("dlq", "replay", "--reason", "not_found"), 2, "add --yes"),
         (("dlq", "replay"), 2, "nothing selected"),
         (("dlq", "replay", "--all", "--rate", "0", "--yes"), 2, "--rate '0'"),
@@ -222,3 +223,26 @@ def test_ctrl_c_stops_a_replay_cleanly_and_the_same_command_finishes_it(quiet: Q
     queued = Counter(queued_event_ids(quiet.raw))
     assert set(queued) == {e.event_id for e in entries}
     assert set(queued.values()) == {1}
+
+
+def test_show_and_purge_by_event_id_see_every_entry_of_that_id(quiet: Quiet) -> None:
+    first, second = entry(changes={**MINTED_EXAMPLE, "lastname": "One"}), entry()
+    second.event_id = first.event_id  # a producer reused an id for another change
+    second.envelope = {**second.envelope, "event_id": first.event_id}
+    quiet.rt.dlq.add_many([first, second])
+
+    both = quiet.cli("dlq", "show", first.event_id, "--json")
+    shown = json.loads(both.stdout)
+    assert isinstance(shown, list)
+    assert {e["entry_id"] for e in shown} == {first.entry_id, second.entry_id}
+    one = json.loads(quiet.cli("dlq", "show", second.entry_id, "--json").stdout)
+    assert one["entry_id"] == second.entry_id and one["envelope"]["changes"]["lastname"] == "***"
+    text = quiet.cli("dlq", "show", first.event_id).stdout
+    assert text.startswith(f"2 entries with event id {first.event_id}")
+
+    purged = quiet.cli("dlq", "purge", first.event_id, "--yes", "--json")
+    assert {row["entry_id"] for row in json_lines(purged.stdout)} == {
+        first.entry_id,
+        second.entry_id,
+    }
+    assert quiet.rt.dlq.count() == 0

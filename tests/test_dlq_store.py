@@ -80,12 +80,13 @@ def test_an_entry_leaves_only_by_compare_and_delete(quiet: Quiet) -> None:
     store = quiet.rt.dlq
     first, second = entry(), entry()
     store.add_many([first, second])
-    (raw_first, raw_second) = store.get_raw([first.event_id, second.event_id])
+    (raw_first, raw_second) = store.get_raw([first.entry_id, second.entry_id])
     assert raw_first and raw_second
 
     assert store.take(first, raw_first) == TAKEN
     assert store.take(first, raw_first) == GONE  # a second replay finds nothing to move
-    store.add(second)  # the event failed again: its entry was rewritten
+    second.error = "rewritten"
+    store.add(second)  # its entry was rewritten since it was read
     assert store.take(second, raw_second) == CHANGED
     assert store.get(second.event_id) is not None
     assert quiet.ids() == {second.event_id}
@@ -106,7 +107,7 @@ def test_retention_trims_only_what_is_older_than_the_limit(quiet: Quiet) -> None
     for gone in old:
         assert rt.dlq.get(gone.event_id) is None
         for key in quiet.raw.scan_iter("custsync:dlq:idx:*"):
-            assert quiet.raw.zscore(key, gone.event_id) is None
+            assert quiet.raw.zscore(key, gone.entry_id) is None
 
     late = entry(age_s=9000)
     rt.dlq.add_many([late])

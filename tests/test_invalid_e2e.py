@@ -52,7 +52,7 @@ def test_every_rule_of_both_seeds_dead_letters_as_invalid_without_a_call(
     assert not seen_keys & set(expected)
 
 
-def test_envelope_without_an_event_id_is_kept_under_a_content_hash(
+def test_envelope_without_an_event_id_gets_an_entry_of_its_own(
     worker: WorkerProcess, runtime: Runtime
 ) -> None:
     marker = new_id("orphan")
@@ -67,7 +67,7 @@ def test_envelope_without_an_event_id_is_kept_under_a_content_hash(
         return None
 
     entry = wait_for(stored)
-    assert entry.event_id.startswith("noid-")
+    assert entry.event_id == "" and entry.entry_id and entry.label == entry.entry_id
     assert entry.reason == "invalid"
     assert entry.envelope == env
     assert "event_id" in (entry.field_errors or {})
@@ -86,3 +86,36 @@ def test_non_object_envelope_is_dead_lettered(worker: WorkerProcess, runtime: Ru
     entry = wait_for(stored)
     assert entry.reason == "invalid"
     assert "_envelope" in (entry.field_errors or {})
+
+
+def test_distinct_events_sharing_an_id_each_keep_their_own_entry(
+    worker: WorkerProcess, runtime: Runtime
+) -> None:
+    shared, spaced = new_id("same"), " sp "
+    batch = []
+    for n in range(6):  # six different invalid envelopes, one id
+        env = envelope("minted", new_id("C"), {**MINTED_EXAMPLE, "gender": f"X{n}"})
+        env["event_id"] = shared
+        batch.append(env)
+    for _ in range(4):  # an id that fails validation is never a key
+        env = envelope("minted", new_id("C"), dict(MINTED_EXAMPLE))
+        env["event_id"] = spaced
+        batch.append(env)
+    enqueue([(e, None) for e in batch])
+
+    def all_stored() -> list[Any]:
+        found = runtime.dlq.for_event(shared)
+        return found if len(found) == 6 else []
+
+    entries = wait_for(all_stored, timeout_s=30)
+    assert sorted(e.envelope["changes"]["gender"] for e in entries) == [f"X{n}" for n in range(6)]
+    assert len({e.entry_id for e in entries}) == 6
+    customers = {e["customer_id"] for e in batch[6:]}
+
+    def spaced_stored() -> list[Any]:
+        found = [e for e in runtime.dlq.newest(500) if e.customer_id in customers]
+        return found if len(found) == 4 else []
+
+    spaced_entries = wait_for(spaced_stored, timeout_s=30)
+    assert all(e.event_id == "" and "event_id" in (e.field_errors or {}) for e in spaced_entries)
+    assert runtime.redis.get(runtime.keys.dlq_entry(spaced)) is None

@@ -71,6 +71,8 @@ def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
     data["envelope"] = shown_envelope(entry.envelope, show_payload)
     if not show_payload:
         data["response"] = HIDDEN if entry.response else None
+        data["raw"] = HIDDEN if entry.raw else None  # a malformed message's body
+        data["headers"] = HIDDEN if entry.headers else None
         data["history"] = [
             {**h, "response": HIDDEN if h.get("response") else None} for h in entry.history
         ]
@@ -78,24 +80,35 @@ def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
 
 
 @dlq_group.command("show")
-@click.argument("event_id")
-@click.option("--json", "as_json", is_flag=True, help="As one JSON object.")
+@click.argument("some_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="As JSON (an array if several entries).")
 @click.option("--show-payload", is_flag=True, help="Show personal data and partner bodies.")
 @handle_errors
-def show_command(event_id: str, as_json: bool, show_payload: bool) -> None:
-    """Everything about one entry, including its history."""
+def show_command(some_id: str, as_json: bool, show_payload: bool) -> None:
+    """Everything about one entry (by entry id), or every entry of one event id."""
     store = runtime().dlq
-    entry = store.get(event_id)
-    if entry is None:
-        replayed = " (it was replayed and has not failed again)" if store.past(event_id) else ""
-        fail(f"no DLQ entry with event id {event_id!r}{replayed}", exitcodes.FAILURE)
-    data = shown(entry, show_payload)
+    entries = store.load(store.resolve(some_id))
+    if not entries:
+        replayed = " (it was replayed and has not failed again)" if store.past(some_id) else ""
+        fail(f"no DLQ entry with event id or entry id {some_id!r}{replayed}", exitcodes.FAILURE)
     if as_json:
-        echo_json(data)
+        data = [shown(entry, show_payload) for entry in entries]
+        echo_json(data[0] if len(data) == 1 else data)
         return
+    if len(entries) > 1:
+        click.echo(f"{len(entries)} entries with event id {some_id}, newest first\n")
+    for n, entry in enumerate(entries):
+        if n:
+            click.echo()
+        _show_one(entry, show_payload)
+
+
+def _show_one(entry: DeadLetter, show_payload: bool) -> None:
+    data = shown(entry, show_payload)
     status = f" (HTTP {entry.status})" if entry.status else ""
     rows = [
-        ("event id", entry.event_id),
+        ("entry id", entry.entry_id),
+        ("event id", entry.event_id or "- (none valid)"),
         ("target", entry.target or "-"),
         ("customer", entry.customer_id or "-"),
         ("reason", f"{entry.reason}{status}"),
@@ -109,6 +122,9 @@ def show_command(event_id: str, as_json: bool, show_payload: bool) -> None:
     for field, errors in (entry.field_errors or {}).items():
         rows.append(("field error", f"{field}: {' '.join(errors)}"))
     rows.append(("response", str(data["response"] or "-")))
+    if entry.raw is not None:
+        rows.append(("raw message", str(data["raw"])))
+        rows.append(("headers", json.dumps(data["headers"], default=str)))
     for label, value in rows:
         click.echo(f"{label:>15}  {value}")
     envelope = json.dumps(data["envelope"], indent=2, ensure_ascii=False, default=str)
@@ -149,7 +165,7 @@ def stats_command(as_json: bool) -> None:
         point = stats[name]
         click.echo(
             f"{name}: {when(point['dead_lettered_at'])} "
-            f"({age(point['dead_lettered_at'])} ago) {point['event_id']}"
+            f"({age(point['dead_lettered_at'])} ago) {point['entry_id']}"
         )
     arrivals = stats["arrivals"]
     click.echo(f"arrived: {arrivals['last_hour']} in the last hour, {arrivals['last_24h']} in 24 h")

@@ -148,7 +148,7 @@ def table(entries: Sequence[DeadLetter]) -> list[str]:
     now = time.time()
     rows = [
         (
-            e.event_id,
+            e.label,
             e.target or "-",
             e.customer_id or "-",
             e.reason,

@@ -47,7 +47,7 @@ def purge_command(
     ids: list[str] = []
     groups: Counter[tuple[str, str]] = Counter()
     for entry in entries:
-        ids.append(entry.event_id)
+        ids.append(entry.entry_id)
         groups[(entry.target or "-", entry.reason)] += 1
     for event_id in missing:
         click.echo(f"not in the DLQ: {event_id}", err=True)
@@ -61,7 +61,7 @@ def purge_command(
         if as_json:
             echo_json(entry.summary())
         else:
-            click.echo(f"removed {entry.event_id}  {entry.target or '-'}  {entry.reason}")
+            click.echo(f"removed {entry.label}  {entry.target or '-'}  {entry.reason}")
     click.echo(f"purged {len(removed)} entries", err=True)
 
 

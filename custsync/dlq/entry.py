@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-REASONS = ("invalid", "rejected", "not_found", "auth", "exhausted", "poison")
-_SUMMARY_FIELDS = ("event_id", "target", "customer_id", "reason", "status", "attempts", "error")
+REASONS = ("invalid", "rejected", "not_found", "auth", "exhausted", "poison", "malformed")
+_SUMMARY_FIELDS = (
+    "entry_id", "event_id", "target", "customer_id", "reason", "status", "attempts", "error",
+)  # fmt: skip
+
+
+def event_id_of(envelope: Any) -> str:
+    """The envelope's event id if it is one the envelope schema accepts, else ""."""
+    if isinstance(envelope, Mapping):
+        event_id = envelope.get("event_id")
+        if (
+            isinstance(event_id, str)
+            and 0 < len(event_id) <= 128
+            and event_id.isprintable()
+            and event_id == event_id.strip()
+        ):
+            return event_id
+    return ""
 
 
 def entry_id_for(envelope: Any) -> str:
     """The event id, or for an envelope without a usable one a stable hash of its content."""
-    if isinstance(envelope, Mapping):
-        event_id = envelope.get("event_id")
-        if isinstance(event_id, str) and 0 < len(event_id) <= 128 and event_id.isprintable():
-            return event_id
+    event_id = event_id_of(envelope)
+    if event_id:
+        return event_id
     raw = json.dumps(envelope, sort_keys=True, default=str).encode()
     return "noid-" + hashlib.sha256(raw).hexdigest()[:24]
+
+
+def new_entry_id() -> str:
+    """A DLQ entry's own key: time-ordered, unique per failure, never taken from the event."""
+    return f"{int(time.time() * 1000):011x}{secrets.token_hex(5)}"
 
 
 @dataclass
@@ -40,6 +62,18 @@ class DeadLetter:
     correlation_id: str | None = None
     field_errors: dict[str, list[str]] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    entry_id: str = ""  # the key: one entry per failure, whatever the event id says
+    raw: str | None = None  # malformed messages: the body as received, size-capped
+    headers: dict[str, Any] | None = None  # malformed messages: the broker headers
+
+    def __post_init__(self) -> None:
+        if not self.entry_id:
+            self.entry_id = new_entry_id()
+
+    @property
+    def label(self) -> str:
+        """What an operator copies: the event id, or the entry id when there is none."""
+        return self.event_id or self.entry_id
 
     def to_json(self) -> str:
         # A shallow dict: asdict() deep-copies the envelope first, 5x slower on bulk loads.
@@ -50,6 +84,7 @@ class DeadLetter:
     def from_json(cls, raw: str | bytes) -> DeadLetter:
         data = json.loads(raw)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.setdefault("entry_id", data.get("event_id"))  # entries stored before entry ids
         return cls(**known)
 
     def summary(self) -> dict[str, Any]:
@@ -65,5 +100,5 @@ class DeadLetter:
 
     def past(self) -> dict[str, Any]:
         """This entry as one history item, when the event comes back after a replay."""
-        skip = ("envelope", "history", "event_id")  # shallow, as in to_json: no deep copy
+        skip = ("envelope", "history", "event_id", "raw")  # shallow, as in to_json: no deep copy
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in skip}

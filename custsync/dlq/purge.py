@@ -26,7 +26,7 @@ def purge(store: DlqStore, ids: Sequence[str], flt: Filter, batch: int = 500) ->
             ]
             answers = store.take_many(items)
             removed += [entry for entry, answer in answers if answer == TAKEN]
-            pending = [entry.event_id for entry, answer in answers if answer == CHANGED]
+            pending = [entry.entry_id for entry, answer in answers if answer == CHANGED]
             if not pending:
                 break
     return removed

@@ -179,13 +179,17 @@ def select(
         return Query(store, flt), []
     found: list[DeadLetter] = []
     missing: list[str] = []
-    unique = list(dict.fromkeys(ids))
+    entry_ids: list[str] = []
+    for some_id in dict.fromkeys(ids):  # an entry id, or an event id: all of its entries
+        resolved = store.resolve(some_id)
+        if not resolved:
+            missing.append(some_id)
+        entry_ids += resolved
+    unique = list(dict.fromkeys(entry_ids))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        for event_id, raw in zip(chunk, store.get_raw(chunk), strict=True):
-            if raw is None:
-                missing.append(event_id)
-            elif flt.matches(entry := DeadLetter.from_json(raw)):
+        for raw in store.get_raw(chunk):
+            if raw is not None and flt.matches(entry := DeadLetter.from_json(raw)):
                 found.append(entry)
     return found, missing
 

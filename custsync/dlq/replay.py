@@ -62,7 +62,8 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
 class Item(NamedTuple):
     """What a plan keeps of an entry: enough to report and to fetch it again."""
 
-    event_id: str
+    entry_id: str
+    event_id: str  # what reports show: the event id, or the entry id when there is none
     target: str
     reason: str
     customer_id: str
@@ -71,7 +72,8 @@ class Item(NamedTuple):
     @classmethod
     def of(cls, entry: DeadLetter) -> Item:
         return cls(
-            entry.event_id,
+            entry.entry_id,
+            entry.label,
             entry.target or "-",
             entry.reason,
             entry.customer_id,
@@ -114,9 +116,9 @@ def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Pl
             plan.superseded.append(Item.of(entry))
             continue
         plan.replay.append(Item.of(entry))
-        order[entry.event_id] = (version_string(event), entry.dead_lettered_at)
+        order[entry.entry_id] = (version_string(event), entry.dead_lettered_at)
     # Oldest change first, so a customer's events reach the version guard in order.
-    plan.replay.sort(key=lambda i: order[i.event_id])
+    plan.replay.sort(key=lambda i: order[i.entry_id])
     return plan
 
 
@@ -178,7 +180,7 @@ class Replayer:
 
     def _chunk(self, items: Sequence[Item]) -> None:
         ready: list[tuple[DeadLetter, str]] = []
-        raws = self.rt.dlq.get_raw([i.event_id for i in items])
+        raws = self.rt.dlq.get_raw([i.entry_id for i in items])
         for item, raw in zip(items, raws, strict=True):
             if raw is None:
                 self.summary.gone.append(item.event_id)
@@ -229,7 +231,7 @@ class Replayer:
         answers: list[tuple[DeadLetter, int]] = []
         for entry, raw in ready:
             lock = self.rt.redis.lock(
-                self.rt.keys.replay_lock(entry.event_id), timeout=CLAIM_LEASE_S, blocking=False
+                self.rt.keys.replay_lock(entry.entry_id), timeout=CLAIM_LEASE_S, blocking=False
             )
             if lock.acquire():
                 locks.append(lock)
@@ -238,7 +240,7 @@ class Replayer:
                 answers.append((entry, GONE))  # another replay is moving it right now
         try:
             # Re-read under the claim: one that finished moving it meanwhile deleted it.
-            current = self.rt.dlq.get_raw([e.event_id for e, _ in owned])
+            current = self.rt.dlq.get_raw([e.entry_id for e, _ in owned])
             still: list[tuple[DeadLetter, str]] = []
             for (entry, raw), now in zip(owned, current, strict=True):
                 if now == raw:
@@ -257,9 +259,9 @@ class Replayer:
             if answer == TAKEN:
                 self.summary.replayed[(entry.target or "-", entry.reason)] += 1
             elif answer == CHANGED:
-                self.summary.changed.append(entry.event_id)
+                self.summary.changed.append(entry.label)
             else:
-                self.summary.gone.append(entry.event_id)
+                self.summary.gone.append(entry.label)
 
 
 def _release(lock: Any) -> None:

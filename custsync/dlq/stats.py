@@ -56,8 +56,8 @@ def dlq_stats(store: DlqStore, now: float | None = None) -> dict[str, Any]:
         "total": int(total),
         "by_target": by_target_reason(store, store.values("target")),
         "by_status": by_status,
-        "oldest": _point(oldest),
-        "newest": _point(newest),
+        "oldest": _point(store, oldest),
+        "newest": _point(store, newest),
         # Arrivals still in the DLQ (entries replayed or purged since are not counted).
         "arrivals": arrivals,
         "retention_s": policy.max_age_s,
@@ -66,8 +66,10 @@ def dlq_stats(store: DlqStore, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _point(rows: list[tuple[str, float]]) -> dict[str, Any] | None:
+def _point(store: DlqStore, rows: list[tuple[str, float]]) -> dict[str, Any] | None:
     if not rows:
         return None
-    event_id, score = rows[0]
-    return {"event_id": event_id, "dead_lettered_at": float(score)}
+    entry_id, score = rows[0]
+    entry = store.get(entry_id)
+    event_id = entry.event_id if entry is not None else ""
+    return {"entry_id": entry_id, "event_id": event_id, "dead_lettered_at": float(score)}

@@ -1,10 +1,12 @@
-"""DLQ storage in Redis: one JSON record per event id, plus time-ordered indexes.
+"""DLQ storage in Redis: one JSON record per failure, keyed by its entry id, plus indexes.
 
-Every index is a sorted set of event ids scored by dead-lettered time: the whole DLQ, one per
-value of target, reason, customer and HTTP status, and one per (target, reason) pair, so the
-commonest filter and ``dlq stats`` need no intersection. Small value sets (targets, reasons,
-statuses) let stats enumerate their indexes without a scan. An entry leaves the DLQ only
-through one Lua script (``take``) that deletes it with its index rows, atomically.
+One entry per failure, never per event id alone: two different events that share an id (a
+producer's bug) stay two entries, and an id that fails validation never becomes a key.
+Every index is a sorted set of entry ids scored by dead-lettered time: the whole DLQ, one
+per value of event id, target, reason, customer and HTTP status, and one per (target,
+reason) pair, so the commonest filter and ``dlq stats`` need no intersection. Small value
+sets (targets, reasons, statuses) let stats enumerate their indexes without a scan. An entry
+leaves the DLQ only through one Lua script (``take``) that deletes it with its index rows.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from custsync.dlq.entry import DeadLetter
+from custsync.dlq.entry import DeadLetter, entry_id_for
 from custsync.dlq.retention import Retention, RetentionPolicy
 from custsync.keys import Keys
 
-INDEXED = ("target", "reason", "customer_id", "status")
+INDEXED = ("event_id", "target", "reason", "customer_id", "status")
 VALUED = ("target", "reason", "status")  # few distinct values: kept in sets for stats
 PAIR = "target_reason"
 
 TAKEN, GONE, CHANGED = 1, 0, -1  # what ``take`` found
 
 # KEYS: entry, queue list, past, journal, journal body, index sets... ARGV: entry as read,
-# event id, message or "", past history or "", past TTL ms, journal body, now.
+# event id, message or "", past history or "", past TTL ms, journal body, now, entry id.
 # Compare-and-delete: an entry rewritten since it was read (the event failed again) is
 # left alone, so nobody acts on a stale copy.
 _TAKE = """
@@ -39,7 +41,7 @@ if ARGV[3] ~= '' then
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5]) end
 redis.call('DEL', KEYS[1])
-for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
+for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[8]) end
 return 1
 """
 
@@ -70,40 +72,34 @@ class DlqStore:
 
     # -- writing ------------------------------------------------------------------------
     def add(self, entry: DeadLetter, pipe_extra: Any = None) -> DeadLetter:
-        """Store an entry; an earlier entry (or a replayed one's history) moves into its history.
+        """Store a new entry; a replayed event's kept history moves into it.
 
         Runs as one WATCH/MULTI transaction, so a crash never leaves half an entry.
         ``pipe_extra`` adds more commands (counters) to the same transaction.
         """
-        key = self.keys.dlq_entry(entry.event_id)
-        past_key = self.keys.dlq_past(entry.event_id)
+        key = self.keys.dlq_entry(entry.entry_id)
+        past_key = self.keys.dlq_past(entry.event_id) if entry.event_id else None
+        watched = [key] if past_key is None else [key, past_key]
 
         def write(pipe: Any) -> None:
-            old_raw, past_raw = pipe.mget(key, past_key)
+            past_raw = pipe.get(past_key) if past_key is not None else None
             pipe.multi()
-            history: list[dict[str, Any]] = json.loads(past_raw) if past_raw else []
-            if old_raw:
-                old = DeadLetter.from_json(old_raw)
-                history = [*history, *old.history, old.past()]
-                self._unindex(pipe, old)
             if past_raw:
+                _merge_history(entry, json.loads(past_raw))
                 pipe.delete(past_key)
-            if history:
-                _merge_history(entry, history)
             pipe.set(key, entry.to_json())
             self._index(pipe, entry)
             if pipe_extra is not None:
                 pipe_extra(pipe)
 
-        self.redis.transaction(write, key, past_key)
+        self.redis.transaction(write, *watched)
         self.retention.maybe_trim()
         return entry
 
     def add_many(self, entries: Iterable[DeadLetter], batch: int = 1000) -> int:
         """Bulk load (benchmarks, imports): pipelined, no WATCH, no history merge.
 
-        For ids not in the DLQ yet; an existing id is overwritten and may leave stale index
-        rows, which readers skip because they check every entry against the filter.
+        For new entries; no replay history is merged.
         """
         added = 0
         chunk: list[DeadLetter] = []
@@ -120,12 +116,12 @@ class DlqStore:
         values: dict[str, set[str]] = {}
         for entry in entries:
             for index in index_keys(self.keys, entry):
-                rows.setdefault(index, {})[entry.event_id] = entry.dead_lettered_at
+                rows.setdefault(index, {})[entry.entry_id] = entry.dead_lettered_at
             for field, value in _index_values(entry):
                 if field in VALUED:
                     values.setdefault(field, set()).add(value)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.mset({self.keys.dlq_entry(e.event_id): e.to_json() for e in entries})
+        pipe.mset({self.keys.dlq_entry(e.entry_id): e.to_json() for e in entries})
         for index, members in rows.items():
             pipe.zadd(index, members)
         for field, seen in values.items():
@@ -149,28 +145,29 @@ class DlqStore:
         With ``keep_history_ms`` the entry's history is kept that long, for the event's next
         entry if it fails again. With ``client`` a pipeline, the answer comes from execute().
         """
-        queue, payload = message if message else (self.keys.dlq_entry(entry.event_id), "")
+        queue, payload = message if message else (self.keys.dlq_entry(entry.entry_id), "")
         past = ""
         if keep_history_ms > 0:
             record = {**entry.past(), "replayed_at": time.time()}
             past = json.dumps([*entry.history, record], separators=(",", ":"), default=str)
         return self._take(
             keys=[
-                self.keys.dlq_entry(entry.event_id),
+                self.keys.dlq_entry(entry.entry_id),
                 queue,
-                self.keys.dlq_past(entry.event_id),
+                self.keys.dlq_past(entry.event_id or entry.entry_id),
                 self.keys.journal,
                 self.keys.journal_body,
                 *index_keys(self.keys, entry),
             ],
             args=[
                 raw,
-                entry.event_id,
+                entry.event_id or entry_id_for(entry.envelope),  # the journal's name for it
                 payload,
                 past,
                 max(1, keep_history_ms),
                 journal_body,
                 f"{time.time():.3f}",
+                entry.entry_id,
             ],
             client=client,
         )
@@ -188,19 +185,30 @@ class DlqStore:
     def _index(self, pipe: Any, entry: DeadLetter) -> None:
         score = entry.dead_lettered_at
         for index in index_keys(self.keys, entry):
-            pipe.zadd(index, {entry.event_id: score})
+            pipe.zadd(index, {entry.entry_id: score})
         for field, value in _index_values(entry):
             if field in VALUED:
                 pipe.sadd(self.keys.dlq_values(field), value)
 
-    def _unindex(self, pipe: Any, entry: DeadLetter) -> None:
-        for index in index_keys(self.keys, entry):
-            pipe.zrem(index, entry.event_id)
-
     # -- reading ------------------------------------------------------------------------
-    def get(self, event_id: str) -> DeadLetter | None:
-        raw = self.redis.get(self.keys.dlq_entry(event_id))
-        return DeadLetter.from_json(raw) if raw else None
+    def get(self, some_id: str) -> DeadLetter | None:
+        """The entry with this entry id, else the newest entry of this event id."""
+        raw = self.redis.get(self.keys.dlq_entry(some_id))
+        if raw:
+            return DeadLetter.from_json(raw)
+        newest = self.for_event(some_id, limit=1)
+        return newest[0] if newest else None
+
+    def for_event(self, event_id: str, limit: int = 100) -> list[DeadLetter]:
+        """Every entry of one event id, newest first (distinct events may share an id)."""
+        ids = self.redis.zrevrange(self.keys.dlq_by("event_id", event_id), 0, limit - 1)
+        return self.load(ids)
+
+    def resolve(self, some_id: str) -> list[str]:
+        """Entry ids for an entry id or an event id, as an operator may type either."""
+        if self.redis.exists(self.keys.dlq_entry(some_id)):
+            return [some_id]
+        return list(self.redis.zrevrange(self.keys.dlq_by("event_id", some_id), 0, -1))
 
     def get_raw(self, ids: Sequence[str]) -> list[str | None]:
         """The stored JSON of each id (None where gone), in one round trip."""
