@@ -27,7 +27,7 @@ class Delivery:
                 replays=max(0, int(data.get("replays", 0))),
                 force=data.get("force") is True,
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # the consumer's guard refuses these
             return cls(first_seen_at=time.time())
 
     def with_attempts(self, attempts: int) -> Delivery:

@@ -9,6 +9,7 @@ backlog drains (bench/: bulk_publish, backlog_memory). Other brokers go through 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -29,7 +30,11 @@ class EventValidationError(ValidationError):
     """An event failed validation; ``messages`` maps each field to its errors."""
 
 
-def _settings() -> Settings:
+def _settings(app: Any = None) -> Settings:
+    """The settings of the app's own runtime (a producer_app), else of this process."""
+    own = getattr(app, "custsync_runtime", None)
+    if own is not None:
+        return own.settings  # type: ignore[no-any-return]
     from custsync.runtime import get_runtime
 
     return get_runtime().settings
@@ -39,10 +44,17 @@ def check(envelope: Any, settings: Settings | None = None) -> None:
     """Validate one envelope as a producer: schema and changes, not worker configuration."""
     from custsync.validation import validate_event
 
+    settings = settings or _settings()
     try:
-        validate_event(envelope, settings or _settings(), require_configured=False)
+        validate_event(envelope, settings, require_configured=False)
     except InvalidEvent as exc:
         raise EventValidationError(exc.details or {"_envelope": [str(exc)]}) from None
+    size = len(json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > settings.max_event_bytes:
+        message = (
+            f"{size} bytes as JSON, over CUSTSYNC_MAX_EVENT_BYTES ({settings.max_event_bytes})."
+        )
+        raise EventValidationError({"_envelope": [message]})
 
 
 _clients: dict[str, redis.Redis] = {}
@@ -128,7 +140,7 @@ def publish(envelope: Mapping[str, Any], *, app: Any = None) -> str:
     Raises EventValidationError (a marshmallow ValidationError) naming each bad field;
     nothing is enqueued then.
     """
-    check(envelope)
+    check(envelope, _settings(app))
     enqueue([(envelope, None)], app)
     return str(envelope["event_id"])
 
@@ -140,7 +152,7 @@ def publish_many(envelopes: Iterable[Mapping[str, Any]], *, app: Any = None) -> 
     to its field errors and nothing is enqueued.
     """
     batch: Sequence[Mapping[str, Any]] = list(envelopes)
-    settings = _settings()
+    settings = _settings(app)
     errors: dict[int, Any] = {}
     for i, envelope in enumerate(batch):
         try:

@@ -57,6 +57,11 @@ class _GlobalSchema(Schema):
     poison_deliveries = fields.Integer(
         data_key="CUSTSYNC_POISON_DELIVERIES", load_default=5, validate=validate.Range(1, 100)
     )
+    max_event_bytes = fields.Integer(
+        data_key="CUSTSYNC_MAX_EVENT_BYTES",
+        load_default=256 * 1024,
+        validate=validate.Range(1024, 64 * 1024 * 1024),
+    )
     response_max_bytes = fields.Integer(
         data_key="CUSTSYNC_DLQ_RESPONSE_MAX_BYTES",
         load_default=2048,
@@ -159,6 +164,7 @@ class Settings:
     retry_after_max_s: float = 300.0
     ledger_ttl_s: int = 7 * 86_400
     poison_deliveries: int = 5
+    max_event_bytes: int = 256 * 1024  # one envelope as JSON; larger is refused or malformed
     response_max_bytes: int = 2048
     dlq_retention_s: int = 30 * 86_400
     dlq_max_entries: int = 1_000_000

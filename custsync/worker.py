@@ -54,6 +54,8 @@ def celery_config(runtime: Runtime) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
+        # Checks every message before Celery reads it: garbage goes to the DLQ, not the worker.
+        "worker_consumer": "custsync.broker.consumer:GuardedConsumer",
         "broker_pool_limit": s.concurrency + 4,
         **_broker_specific(broker, s),
     }

@@ -67,6 +67,21 @@ def test_publish_of_an_invalid_event_raises_and_enqueues_nothing(
     assert rt.redis.llen(QUEUE) == 0
 
 
+def test_an_event_over_the_size_limit_is_refused_naming_the_setting(
+    direct_env: dict[str, str],
+) -> None:
+    rt = Runtime(load_settings({**direct_env, "CUSTSYNC_MAX_EVENT_BYTES": "2048"}))
+    app = producer_app(rt)
+    small = envelope("minted", "C1", dict(MINTED_EXAMPLE))
+    publish(small, app=app)
+    # Valid field by field (identity_number has no upper bound), too large as a whole.
+    big = envelope("minted", "C1", {**MINTED_EXAMPLE, "identity_number": "1" * 2100})
+    with pytest.raises(EventValidationError) as info:
+        publish(big, app=app)
+    assert "CUSTSYNC_MAX_EVENT_BYTES" in info.value.messages["_envelope"][0]
+    assert queued(rt) == [small]
+
+
 def test_publish_many_is_all_or_nothing(direct: tuple[Runtime, Any]) -> None:
     rt, app = direct
     good = [envelope("minted", f"C{i}", dict(MINTED_EXAMPLE)) for i in range(5)]

@@ -94,23 +94,33 @@ def export_command(
     else:
         chosen = Query(store, flt).oldest_first()
     if output is None:
-        written = _write(chosen, full, sys.stdout)
+        counts = _write(chosen, full, sys.stdout)
     else:
         try:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
             bad_input(f"cannot write {output}: {exc.strerror}")
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            written = _write(chosen, full, stream)
+            counts = _write(chosen, full, stream)
     where = f" to {output}" if output else ""
+    written, skipped = counts
     click.echo(f"exported {written} {'entries' if full else 'envelopes'}{where}", err=True)
+    if skipped:
+        click.echo(
+            f"skipped {skipped} malformed messages without an envelope (--entries has them)",
+            err=True,
+        )
 
 
-def _write(entries: Iterable[DeadLetter], full: bool, stream: IO[str]) -> int:
-    written = 0
+def _write(entries: Iterable[DeadLetter], full: bool, stream: IO[str]) -> tuple[int, int]:
+    """(written, skipped): a malformed message with no envelope has nothing to publish."""
+    written = skipped = 0
     for entry in entries:
+        if not full and entry.envelope is None:
+            skipped += 1
+            continue
         line = entry.to_json() if full else json.dumps(entry.envelope, ensure_ascii=False)
         stream.write(line + "\n")
         written += 1
     stream.flush()
-    return written
+    return written, skipped
