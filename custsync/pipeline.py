@@ -167,10 +167,11 @@ class Pipeline:
             cooldown_max_ms=int(policy.cooldown_max_s * 1000),
             pause_ms=int(pause_s * 1000),
             pause_reason=why,
+            first_seen_at=job.delivery.first_seen_at,
         )
         if state == "opened":
             log.error(
-                "%s: breaker opened after %d consecutive failures; target paused",
+                "%s: breaker opened after %d customers failed in a row; target paused",
                 target,
                 policy.failures,
                 extra={
@@ -205,6 +206,11 @@ class Pipeline:
             # The partner is down, not this event: wait for the breaker, keep the attempts.
             return self.land.defer(job, until, reason="breaker", status=exc.status)
         spent = job.delivery.with_attempts(job.delivery.attempts + 1)
+        if spent.attempts >= policy.max_attempts and state == "suspect" and not too_old:
+            # Nobody else succeeded since this event began failing: the partner may be down.
+            # Keep the last attempt; look again later (its age budget still ends it).
+            wait_s = max(job.target.config.breaker.cooldown_s, policy.backoff_cap_s)
+            return self.land.defer(job, now + wait_s, reason="unconfirmed", status=exc.status)
         if spent.attempts >= policy.max_attempts or too_old:
             return self.land.dead_letter(job, exc, spent, reason="exhausted")
         delay = full_jitter(spent.attempts, policy.backoff_base_s, policy.backoff_cap_s)

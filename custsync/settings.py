@@ -129,7 +129,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    failures: int = 5  # consecutive target-wide failures that open it
+    failures: int = 5  # customers failing target-wide, no success between, that open it
     cooldown_s: float = 5.0  # first pause; doubles each time a probe fails
     cooldown_max_s: float = 60.0
 

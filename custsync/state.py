@@ -42,7 +42,7 @@ if ARGV[3] == '1' then
     end
   else
     local left = 0
-    for i = 12, #ARGV do
+    for i = 13, #ARGV do
       local v = redis.call('HGET', KEYS[2], 'f:' .. ARGV[i])
       if v and v > version then stale[#stale + 1] = ARGV[i] else left = left + 1 end
     end
@@ -59,6 +59,19 @@ local failures = tonumber(redis.call('HGET', KEYS[5], 'failures') or '0')
 if failures >= tonumber(ARGV[8]) then
   local holder = redis.call('GET', KEYS[6])
   if holder and holder ~= ARGV[1] then return {'probing', redis.call('PTTL', KEYS[6])} end
+  if redis.call('HEXISTS', KEYS[5], 'c:' .. ARGV[12]) == 1 then
+    -- This customer failed since the last success: it probes only if no other comes forward.
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    local b = redis.call('HMGET', KEYS[5], 'half_at', 'opened_at', 'opened_until')
+    local since = tonumber(b[1] or '0')
+    if since == 0 then
+      since = now
+      redis.call('HSET', KEYS[5], 'half_at', string.format('%.3f', now))
+    end
+    local grace = 1 + 0.3 * (tonumber(b[3] or '0') - tonumber(b[2] or '0'))
+    if now - since < grace then return {'probing', math.ceil((since + grace - now) * 1000)} end
+  end
   redis.call('SET', KEYS[6], ARGV[1], 'PX', ARGV[9])
   probe = 1
 end
@@ -130,6 +143,11 @@ return 1
 
 # ARGV[2]: 1 = a target-wide failure (counts toward the breaker), 0 = the partner answered
 # (resets it), 2 = neither (429). ARGV[6]/[7]: pause the target for this long, and why.
+# ARGV[8]: the customer. The breaker counts failing customers, not failures: a customer that
+# failed before since the last success adds nothing, and while the breaker is closed its
+# failure is its own (state 'own': its attempts pay), once another customer succeeded after
+# this event was first seen (ARGV[9]); before that, 'suspect'. A failed probe re-opens as
+# any does.
 _AFTER_FAILURE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('DEL', KEYS[2])
@@ -141,11 +159,18 @@ local state = 'closed'
 local pause_ms = tonumber(ARGV[6])
 local reason = ARGV[7]
 if ARGV[2] == '1' then
-  local failures = redis.call('HINCRBY', KEYS[3], 'failures', 1)
+  local fresh = redis.call('HSETNX', KEYS[3], 'c:' .. ARGV[8], '1') == 1
+  local failures = tonumber(redis.call('HGET', KEYS[3], 'failures') or '0')
+  if fresh then failures = redis.call('HINCRBY', KEYS[3], 'failures', 1) end
   local threshold = tonumber(ARGV[3])
-  if failures >= threshold then
+  if failures < threshold and not fresh then
+    -- Its own failure only if the partner answered someone else since this event began.
+    local last = tonumber(redis.call('GET', KEYS[6]) or '0')
+    if last > tonumber(ARGV[9]) then state = 'own' else state = 'suspect' end
+  elseif failures >= threshold then
     state = 'open'
-    if failures == threshold or probe_mine then
+    if (fresh and failures == threshold) or probe_mine then
+      redis.call('HDEL', KEYS[3], 'half_at')
       local opens = redis.call('HINCRBY', KEYS[3], 'opens', 1)
       local cool = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ (opens - 1))
       if cool > pause_ms then pause_ms = cool; reason = 'breaker' end
@@ -240,6 +265,7 @@ class StateScripts:
                 limits.probe_ms,
                 limits.poison_deliveries,
                 limits.deliveries_ttl_s,
+                customer_id,
                 *fields,
             ],
         )
@@ -311,6 +337,7 @@ class StateScripts:
         cooldown_max_ms: int,
         pause_ms: int = 0,
         pause_reason: str = "",
+        first_seen_at: float = 0.0,
     ) -> Any:
         k = self.keys
         return self._after_failure(
@@ -320,6 +347,7 @@ class StateScripts:
                 k.breaker(target),
                 k.pause(target),
                 k.probe(target),
+                k.last_success(target),
             ],
             args=[
                 holder,
@@ -329,6 +357,8 @@ class StateScripts:
                 cooldown_max_ms,
                 pause_ms,
                 pause_reason,
+                customer_id,
+                f"{first_seen_at:.3f}",
             ],
             client=pipe,
         )

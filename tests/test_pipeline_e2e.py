@@ -196,10 +196,15 @@ def test_budget_spent_goes_to_the_dlq_as_exhausted(
     worker: WorkerProcess, sandbox_client: SandboxClient, runtime: Runtime
 ) -> None:
     cid = minted_customer(sandbox_client)
-    sandbox_client.script("minted", cid, [{"status": 503}] * 4)  # MAX_ATTEMPTS is 4 here
+    sandbox_client.script("minted", cid, [{"status": 503}] * 6)  # MAX_ATTEMPTS is 4 here
     env = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Exhausted"})
     publish(env)
+    # Another customer applied meanwhile shows the partner is up: the failures are this
+    # customer's own, so its last attempt is spent (alone, it would wait as "unconfirmed").
+    healthy = envelope("minted", minted_customer(sandbox_client), dict(MINTED_EXAMPLE))
+    publish(healthy)
 
+    assert final_outcome(worker, healthy["event_id"])["outcome"] == "applied"
     assert final_outcome(worker, env["event_id"])["outcome"] == "dead_lettered"
     entry = runtime.dlq.get(env["event_id"])
     assert entry is not None

@@ -56,7 +56,8 @@ def target_state(rt: Runtime, name: str, dlq: dict[str, int], now: float) -> dic
         "retry": {"size": rt.retry_set.size(name), "next_due": rt.retry_set.next_due(name)},
         "dlq": dlq,
         "paused": pause,
-        "breaker": breaker or None,
+        # Its c:<customer> fields name failing customers: counted in "failures", never shown.
+        "breaker": {k: v for k, v in breaker.items() if not k.startswith("c:")} or None,
         "last_success": float(last) if last else None,
     }
 

@@ -83,7 +83,7 @@ class RedisStateCollector(Collector):
             ),
             GaugeMetricFamily(
                 "custsync_breaker_consecutive_failures",
-                "Consecutive target-wide failures counted by the breaker.",
+                "Customers that failed target-wide since the last success (the breaker's count).",
                 labels=["target"],
             ),
             GaugeMetricFamily(
