@@ -301,6 +301,25 @@ class EphemeralRedis:
     def _record(self, pid: int, _port: int) -> None:
         self._pid = pid  # known before the wait, so the atexit hook can kill a hung start
 
+    def restart(self, down_s: float = 0.0, timeout_s: float = 15.0) -> EphemeralRedis:
+        """Stop the server and start it again on the same port (tests of a Redis restart)."""
+        port = self.port
+        self.stop()
+        time.sleep(down_s)
+        atexit.register(self.stop)
+        self._pid, self._port = launch(
+            self.data_dir,
+            password=None,
+            appendonly=self.appendonly,
+            detached=False,
+            timeout_s=timeout_s,
+            preferred_port=port,
+            on_spawn=self._record,
+        )
+        if self._port != port:
+            raise UsageError(f"port {port} was taken while Redis was down")
+        return self
+
     def stop(self, timeout_s: float = 10.0) -> None:
         atexit.unregister(self.stop)
         pid, self._pid, self._port = self._pid, None, None

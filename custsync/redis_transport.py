@@ -18,16 +18,24 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 from custsync.broker.guard import MALFORMED_HEADER, MALFORMED_RAW
 from custsync.broker.quarantine import RAW_MAX_BYTES
 
 MALFORMED_CONTENT_TYPE = "application/x-custsync-malformed"
+log = logging.getLogger("custsync.transport")
+
+# Delivery tags a closing channel could not give back; the next channel does (see QoS).
+_orphans: set[str] = set()
+_orphans_lock = threading.Lock()
 
 
 def _layout_problem(payload: Any, codecs: Mapping[str, Any]) -> str | None:
@@ -90,8 +98,68 @@ def checked_item(item: bytes, queue: str, codecs: Mapping[str, Any]) -> bytes:
     return item if problem is None else wrap_malformed(item, queue, problem)
 
 
+class QoS(kombu_redis.QoS):
+    def restore_unacked(self, client: Any = None) -> Any:
+        """Give back what this channel holds; if Redis is gone, leave it to the next channel.
+
+        kombu 5.7.0: closing a channel after its connection was lost (a Redis restart)
+        restores unacked messages through a client it can no longer build
+        (``Channel._connparams``: AttributeError "'NoneType' object has no attribute
+        'hostname'", as ``connection.client`` is already None), and the error ends the
+        worker. The messages are safe in kombu's ``unacked`` hash meanwhile; their tags are
+        kept here and given back as soon as a new channel consumes, not after the
+        visibility timeout.
+        """
+        try:
+            return super().restore_unacked(client)  # type: ignore[no-untyped-call]
+        except (AttributeError, redis.RedisError, OSError) as exc:
+            tags = list(self._delivered)
+            with _orphans_lock:
+                _orphans.update(tags)
+            self._delivered.clear()
+            log.warning(
+                "%d unacknowledged messages not given back while closing (%s);"
+                " the next connection gives them back",
+                len(tags),
+                type(exc).__name__,
+            )
+            return []
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """A requeue that fails while Redis is down is done by the next channel instead."""
+        try:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+        except (redis.RedisError, OSError):
+            if not requeue:
+                raise
+            with _orphans_lock:
+                _orphans.add(delivery_tag)
+            self._delivered.pop(delivery_tag, None)
+            log.warning("requeue failed (Redis unreachable); the next connection gives it back")
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
     _reused: tuple[Any, Any] | None = None
+
+    def basic_consume(self, *args: Any, **kwargs: Any) -> Any:
+        consumed = super().basic_consume(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.restore_orphans()
+        return consumed
+
+    def restore_orphans(self) -> int:
+        """Put back the messages an earlier channel of this process could not; how many."""
+        with _orphans_lock:
+            tags = sorted(_orphans)
+            _orphans.clear()
+        for done, tag in enumerate(tags):
+            try:
+                self.qos.restore_by_tag(tag)
+            except (redis.RedisError, OSError):
+                with _orphans_lock:
+                    _orphans.update(tags[done:])
+                return done
+        return len(tags)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:  # the event loop's own client: BRPOP replies are checked
