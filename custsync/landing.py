@@ -16,12 +16,12 @@ from custsync import observability
 from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter, entry_id_for, event_id_of
 from custsync.errors import CustsyncError, InvalidEvent
-from custsync.journal import Journal
 from custsync.outcomes import Outcome, Result
 from custsync.privacy import mask_text, personal_values
-from custsync.retryset import schedule
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
+from custsync.state.journal import Journal
+from custsync.state.retryset import schedule
 from custsync.targets.base import Target
 
 

@@ -25,10 +25,9 @@ from custsync.errors import (
     TransientError,
 )
 from custsync.landing import Job, Landing, mask
-from custsync.ordering import ALWAYS_SENT, version_string
 from custsync.outcomes import Outcome, Result
 from custsync.runtime import Runtime
-from custsync.state import Gate, Limits, StateScripts
+from custsync.state.guard import Gate, Limits, StateScripts, guarded_fields, version_string
 from custsync.targets.base import Target
 from custsync.validation import validate_event
 
@@ -67,7 +66,7 @@ class Pipeline:
             version=job.version,
             check_version=not delivery.force,
             field_level=target.field_level,
-            fields=[f for f in event.changes if f not in ALWAYS_SENT] if target.field_level else [],
+            fields=guarded_fields(event, target.field_level, target.always_sent),
             limits=self._limits(target),
         )
         if gate.verdict != "ok":
@@ -140,7 +139,7 @@ class Pipeline:
             holder=job.holder,
             version=job.version,
             field_level=job.target.field_level,
-            sent_fields=[f for f in event.changes if f not in ALWAYS_SENT],
+            sent_fields=[f for f in event.changes if f not in job.target.always_sent],
             now=time.time(),
             ledger_ttl_s=self.rt.settings.ledger_ttl_s,
             version_ttl_s=max(self.rt.settings.ledger_ttl_s, 30 * 86_400),

@@ -7,9 +7,10 @@ import threading
 import time
 from typing import Any
 
-from custsync.journal import Journal
 from custsync.producer import enqueue
 from custsync.runtime import Runtime
+from custsync.state.breaker import Breaker, BreakerState
+from custsync.state.journal import Journal
 
 log = logging.getLogger("custsync.poller")
 
@@ -56,15 +57,17 @@ class RetryPoller:
         for name in names:
             pipe.exists(self.rt.keys.pause(name))
             pipe.exists(self.rt.keys.probe(name))
-            pipe.hget(self.rt.keys.breaker(name), "failures")
+            pipe.hgetall(self.rt.keys.breaker(name))
         answers = pipe.execute()
         out = {}
+        now = time.time()
         for i, name in enumerate(names):
-            paused, probing, failures = answers[3 * i : 3 * i + 3]
+            paused, probing, fields = answers[3 * i : 3 * i + 3]
             threshold = self.rt.settings.targets[name].breaker.failures
+            state = Breaker.read(fields, threshold, now).state
             if paused or probing:
                 out[name] = 0
-            elif failures and int(failures) >= threshold:
+            elif state is not BreakerState.CLOSED:
                 out[name] = 1
             else:
                 out[name] = self.rt.retry_set.batch

@@ -1,7 +1,7 @@
 """Producers: validate, then enqueue ``custsync.apply_update`` messages.
 
 ``enqueue`` batches the broker writes: one pipelined round trip per 1,000 events. On a plain
-``redis://`` broker it builds each message itself (``custsync.messages``, the layout kombu's
+``redis://`` broker it builds each message itself (``custsync.broker.messages``, the layout kombu's
 Redis transport writes, also used by DLQ replay) and LPUSHes it: kombu's ``send_task`` costs
 ~200 µs of CPU per message, 6x more, and the retry poller pays it inside the worker while a
 backlog drains (bench/: bulk_publish, backlog_memory). Other brokers go through kombu.
@@ -17,11 +17,11 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
+from custsync.broker.messages import label
 from custsync.errors import InvalidEvent
-from custsync.journal import Journal
-from custsync.keys import QUEUE, TASK_NAME
-from custsync.messages import label
 from custsync.settings import Settings
+from custsync.state.journal import Journal
+from custsync.state.keys import QUEUE, TASK_NAME
 
 BATCH = 1000
 
@@ -82,7 +82,7 @@ def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = No
     client = _redis_broker(app)
     if client is None:
         return _send_tasks(items, app)
-    from custsync.messages import MessageBuilder
+    from custsync.broker.messages import MessageBuilder
 
     builder = MessageBuilder(app)
     journal = _journal(app)

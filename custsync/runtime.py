@@ -11,9 +11,10 @@ import redis
 
 from custsync.dlq.retention import RetentionPolicy
 from custsync.dlq.store import DlqStore
-from custsync.keys import Keys
-from custsync.retryset import RetrySet
 from custsync.settings import Settings, load_settings
+from custsync.state.keys import Keys
+from custsync.state.retryset import RetrySet
+from custsync.state.scripts import Scripts
 from custsync.targets import REGISTRY, Target
 
 
@@ -21,7 +22,7 @@ def resolve_redis_url(settings: Settings) -> str:
     """The configured Redis, or the embedded one started on demand (DESIGN §7)."""
     if settings.redis_url:
         return settings.redis_url
-    from custsync.embedded import EmbeddedRedis, default_data_dir
+    from custsync.embedded.server import EmbeddedRedis, default_data_dir
 
     url = EmbeddedRedis(settings.data_dir or default_data_dir()).ensure_running()
     return url.rsplit("/", 1)[0] + f"/{settings.embedded_db}"
@@ -68,6 +69,10 @@ class Runtime:
     @cached_property
     def dlq(self) -> DlqStore:
         return DlqStore(self.redis, self.keys, RetentionPolicy.from_settings(self.settings))
+
+    @cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self.redis)
 
     @cached_property
     def retry_set(self) -> RetrySet:

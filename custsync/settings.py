@@ -15,7 +15,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from custsync.errors import SettingsError
-from custsync.keys import DEFAULT_PREFIX, Keys
+from custsync.state.keys import DEFAULT_PREFIX, Keys
 
 ENV_PREFIX = "CUSTSYNC_"
 _URL_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "sentinel")

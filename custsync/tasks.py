@@ -9,9 +9,9 @@ from celery.exceptions import Reject
 
 from custsync import observability
 from custsync.delivery import Delivery
-from custsync.keys import TASK_NAME
 from custsync.pipeline import Pipeline
 from custsync.runtime import get_runtime
+from custsync.state.keys import TASK_NAME
 from custsync.worker import app
 
 _pipeline: Pipeline | None = None

@@ -11,9 +11,9 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from kombu.entity import Queue
 
-from custsync.keys import QUEUE, TASK_NAME
-from custsync.redis_transport import TRANSPORT as REDIS_TRANSPORT
+from custsync.broker.redis_transport import TRANSPORT as REDIS_TRANSPORT
 from custsync.runtime import Runtime, get_runtime
+from custsync.state.keys import QUEUE, TASK_NAME
 
 app = Celery("custsync", set_as_current=False)
 

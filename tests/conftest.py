@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.pipeline import Pipeline
 from custsync.runtime import Runtime, set_runtime
 from custsync.sandbox import Sandbox, SandboxClient

@@ -21,7 +21,7 @@ import pytest
 import redis
 import requests
 
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
 from custsync.sandbox import Sandbox, SandboxClient
 from tests.conftest import WorkerPool, WorkerProcess, custsync_env, db_url, wait_for

@@ -13,9 +13,9 @@ import jsonschema
 import pytest
 import yaml
 
-from custsync.keys import QUEUE
 from custsync.runtime import Runtime
 from custsync.settings import Settings
+from custsync.state.keys import QUEUE
 from custsync.worker import celery_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import Sandbox
 from tests.conftest import db_url, wait_for
 from tests.dlq_support import Quiet, entry, json_lines, queued_event_ids, start_cli

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from custsync.dlq.query import Filter, Query
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
@@ -232,7 +232,7 @@ def test_an_event_that_fails_again_after_a_replay_keeps_its_history(
 def test_a_built_message_is_consumed_and_applied_by_a_real_worker(
     stack: Stack, sandbox_client: SandboxClient
 ) -> None:
-    from custsync.messages import build_message
+    from custsync.broker.messages import build_message
 
     cid = new_id("MTD")
     sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})

@@ -12,7 +12,7 @@ import pytest
 from custsync.dlq.entry import REASONS
 from custsync.dlq.query import Filter, Query, parse_time
 from custsync.dlq.store import CHANGED, GONE, TAKEN
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox
 from custsync.settings import load_settings

@@ -24,9 +24,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import custsync
-from custsync import exitcodes, redis_process
+from custsync import exitcodes
+from custsync.embedded import process as redis_process
 from custsync.cli.embedded_cmd import embedded_group
-from custsync.embedded import (
+from custsync.embedded.server import (
     EmbeddedRedis,
     EphemeralRedis,
     default_data_dir,
@@ -111,7 +112,7 @@ def test_a_second_manager_reuses_the_running_server(
 _STARTER = """
 import sys, time
 from pathlib import Path
-from custsync.embedded import EmbeddedRedis
+from custsync.embedded.server import EmbeddedRedis
 data_dir, gate, ready = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not gate.exists():

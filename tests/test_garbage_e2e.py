@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from custsync.messages import MessageBuilder
+from custsync.broker.messages import MessageBuilder
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, new_id

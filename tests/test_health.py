@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from custsync import exitcodes
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import Sandbox
 from tests.conftest import WorkerPool, custsync_env
 

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from custsync.journal import Journal
 from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.sandbox import SandboxClient
 from custsync.settings import load_settings
+from custsync.state.journal import Journal
 from custsync.worker import producer_app
 from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, envelope, new_id

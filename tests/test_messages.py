@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from custsync.embedded import EphemeralRedis
-from custsync.messages import build_message
+from custsync.broker.messages import build_message
+from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
 from custsync.sandbox import Sandbox
 from tests.dlq_support import Quiet

@@ -21,14 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from custsync.embedded import EphemeralRedis
-from custsync.keys import QUEUE, Keys
+from custsync.embedded.server import EphemeralRedis
 from custsync.logs import JsonFormatter
 from custsync.observability import ScrubFilter, handling, scrub_text
 from custsync.observability.collector import RedisStateCollector
 from custsync.observability.metrics import Metrics, status_class
 from custsync.observability.scrub import scrub_breadcrumb, scrub_event
 from custsync.outcomes import Outcome, Result
+from custsync.state.keys import QUEUE, Keys
 from custsync.targets import REGISTRY
 from tests.conftest import db_url
 from tests.sentry_capture import SentryCapture

@@ -15,7 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.targets import REGISTRY
 from tests.conftest import wait_for
 from tests.operations_run import Run, flower_tasks, operations_run

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from custsync import exitcodes, publish, publish_many
-from custsync.keys import QUEUE, TASK_NAME
 from custsync.producer import EventValidationError
 from custsync.runtime import Runtime
 from custsync.settings import load_settings
+from custsync.state.keys import QUEUE, TASK_NAME
 from custsync.worker import producer_app
 from tests.conftest import run_cli
 from tests.events import MINTED_EXAMPLE, envelope, new_id

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
 from custsync.sandbox import Sandbox, SandboxClient
 from tests.conftest import WorkerPool, custsync_env, wait_for

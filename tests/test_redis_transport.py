@@ -6,8 +6,8 @@ from __future__ import annotations
 import redis
 from kombu import Connection
 
-from custsync.embedded import EphemeralRedis
-from custsync.redis_transport import TRANSPORT
+from custsync.broker.redis_transport import TRANSPORT
+from custsync.embedded.server import EphemeralRedis
 from tests.conftest import db_url
 
 TRANSPORT_DB = 18

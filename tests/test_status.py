@@ -10,10 +10,10 @@ import time
 import pytest
 
 from custsync.delivery import Delivery
-from custsync.embedded import EphemeralRedis
+from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
-from custsync.retryset import schedule
 from custsync.sandbox import Sandbox
+from custsync.state.retryset import schedule
 from tests.dlq_support import Quiet, cli, entry, json_lines
 from tests.events import MINTED_EXAMPLE, envelope
 

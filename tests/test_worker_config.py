@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kombu import Connection
 
-from custsync.embedded import EphemeralRedis
-from custsync.redis_transport import TRANSPORT as REDIS_TRANSPORT
+from custsync.broker.redis_transport import TRANSPORT as REDIS_TRANSPORT
+from custsync.embedded.server import EphemeralRedis
 from custsync.runtime import Runtime
 from custsync.settings import Settings
 from custsync.worker import celery_config

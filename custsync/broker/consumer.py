@@ -1,6 +1,6 @@
 """Celery's consumer with a guard in front of its task handler (``worker_consumer``).
 
-Every message is checked (``custsync.broker.guard``) before Celery reads it; one that is
+Every message is checked (``custsync.broker.contract``) before Celery reads it; one that is
 not a valid call of our task is stored in the DLQ as ``malformed`` and only then
 acknowledged. Celery's own files are untouched: this subclass replaces the handler it builds.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from celery.worker.consumer import Consumer
 
-from custsync.broker.guard import Malformed, check_body, check_content, check_headers
+from custsync.broker.contract import Malformed, check_body, check_content, check_headers
 from custsync.broker.quarantine import quarantine
 from custsync.runtime import get_runtime
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from custsync import observability
-from custsync.broker.guard import MALFORMED_RAW, Malformed
+from custsync.broker.contract import MALFORMED_RAW, Malformed
 from custsync.dlq.entry import DeadLetter, event_id_of
 from custsync.outcomes import Outcome, Result
 from custsync.runtime import Runtime

@@ -44,7 +44,7 @@ def handle_errors(func: F) -> F:
         except UsageError as exc:
             fail(str(exc), exitcodes.FAILURE)
         except redis.RedisError as exc:
-            from custsync.embedded import mask_url
+            from custsync.embedded.server import mask_url
 
             url = "?"
             with contextlib.suppress(Exception):  # the URL itself may be what failed

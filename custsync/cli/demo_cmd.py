@@ -15,6 +15,6 @@ from custsync.cli.common import handle_errors
 @handle_errors
 def demo_command(customers: int, timeout_s: float) -> None:
     """Run the whole loop locally: embedded Redis, sandbox, a worker, a flaky partner."""
-    from custsync.demo import run_demo
+    from custsync.demo.run import run_demo
 
     sys.exit(run_demo(customers, timeout_s))

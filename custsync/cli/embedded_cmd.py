@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import click
 
 from custsync import exitcodes
-from custsync.embedded import EmbeddedRedis, EmbeddedStatus, default_data_dir
+from custsync.embedded.server import EmbeddedRedis, EmbeddedStatus, default_data_dir
 from custsync.errors import UsageError
 
 

@@ -14,14 +14,14 @@ import redis
 
 from custsync import exitcodes
 from custsync.cli.common import fail, handle_errors, runtime
-from custsync.embedded import mask_url
+from custsync.embedded.server import mask_url
 from custsync.runtime import Runtime
 
 
 def _redis_url(rt: Runtime) -> str:
     if rt.settings.redis_url:
         return rt.settings.redis_url
-    from custsync.embedded import EmbeddedRedis, default_data_dir
+    from custsync.embedded.server import EmbeddedRedis, default_data_dir
 
     status = EmbeddedRedis(rt.settings.data_dir or default_data_dir()).status()
     if not status.running or not status.url:

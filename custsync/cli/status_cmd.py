@@ -14,9 +14,9 @@ from custsync.cli.common import echo_json, handle_errors, runtime
 from custsync.cli.dlq_options import age, when
 from custsync.dlq.replay import uses_atomic_move
 from custsync.dlq.stats import by_target_reason
-from custsync.embedded import mask_url
-from custsync.keys import QUEUE
+from custsync.embedded.server import mask_url
 from custsync.runtime import Runtime
+from custsync.state.keys import QUEUE
 
 UNACKED = "unacked"  # kombu's Redis transport: messages a worker holds but has not acked
 

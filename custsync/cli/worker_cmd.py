@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from custsync.cli.common import handle_errors, runtime
-from custsync.keys import QUEUE
+from custsync.state.keys import QUEUE
 
 
 @click.command("worker")

@@ -18,18 +18,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from custsync.broker.messages import MessageBuilder
 from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.query import Filter, select
 from custsync.dlq.store import CHANGED, GONE, TAKEN
 from custsync.errors import InvalidEvent
-from custsync.journal import body as journal_body
-from custsync.messages import MessageBuilder
-from custsync.ordering import judge as judge_versions
-from custsync.ordering import version_string, would_supersede
 from custsync.privacy import mask_text, personal_values
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
+from custsync.state.guard import judge as judge_versions
+from custsync.state.guard import version_string, would_supersede
+from custsync.state.journal import body as journal_body
 from custsync.validation import validate_event
 
 REPLAY, SUPERSEDED, INVALID = "replay", "superseded", "invalid"
@@ -53,8 +53,10 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
         changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
         return Verdict(INVALID, error=mask_text(str(exc), personal_values(changes)))
     if not force:
-        field_level = REGISTRY[event.target].field_level
-        if would_supersede(rt.redis, rt.keys, event, field_level).superseded:
+        target = REGISTRY[event.target]
+        if would_supersede(
+            rt.redis, rt.keys, event, target.field_level, target.always_sent
+        ).superseded:
             return Verdict(SUPERSEDED, event)
     return Verdict(REPLAY, event)
 
@@ -111,7 +113,12 @@ def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Pl
     for (entry, event), versions in zip(valid, stored, strict=True):
         if (
             not force
-            and judge_versions(event, versions, REGISTRY[event.target].field_level).superseded
+            and judge_versions(
+                event,
+                versions,
+                REGISTRY[event.target].field_level,
+                REGISTRY[event.target].always_sent,
+            ).superseded
         ):
             plan.superseded.append(Item.of(entry))
             continue

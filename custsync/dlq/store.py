@@ -18,32 +18,14 @@ from typing import Any
 
 from custsync.dlq.entry import DeadLetter, entry_id_for
 from custsync.dlq.retention import Retention, RetentionPolicy
-from custsync.keys import Keys
+from custsync.state.keys import Keys
+from custsync.state.scripts import Scripts
 
 INDEXED = ("event_id", "target", "reason", "customer_id", "status")
 VALUED = ("target", "reason", "status")  # few distinct values: kept in sets for stats
 PAIR = "target_reason"
 
 TAKEN, GONE, CHANGED = 1, 0, -1  # what ``take`` found
-
-# KEYS: entry, queue list, past, journal, journal body, index sets... ARGV: entry as read,
-# event id, message or "", past history or "", past TTL ms, journal body, now, entry id.
-# Compare-and-delete: an entry rewritten since it was read (the event failed again) is
-# left alone, so nobody acts on a stale copy.
-_TAKE = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-if current ~= ARGV[1] then return -1 end
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[2])
-  redis.call('HSET', KEYS[5], ARGV[2], ARGV[6])
-  redis.call('LPUSH', KEYS[2], ARGV[3])
-end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5]) end
-redis.call('DEL', KEYS[1])
-for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[8]) end
-return 1
-"""
 
 
 def pair_value(target: str, reason: str) -> str:
@@ -68,7 +50,7 @@ class DlqStore:
         self.redis = redis
         self.keys = keys
         self.retention = Retention(self, policy or RetentionPolicy())
-        self._take = redis.register_script(_TAKE)
+        self.scripts = Scripts(redis)
 
     # -- writing ------------------------------------------------------------------------
     def add(self, entry: DeadLetter, pipe_extra: Any = None) -> DeadLetter:
@@ -150,25 +132,26 @@ class DlqStore:
         if keep_history_ms > 0:
             record = {**entry.past(), "replayed_at": time.time()}
             past = json.dumps([*entry.history, record], separators=(",", ":"), default=str)
-        return self._take(
-            keys=[
-                self.keys.dlq_entry(entry.entry_id),
-                queue,
-                self.keys.dlq_past(entry.event_id or entry.entry_id),
-                self.keys.journal,
-                self.keys.journal_body,
-                *index_keys(self.keys, entry),
-            ],
-            args=[
-                raw,
-                entry.event_id or entry_id_for(entry.envelope),  # the journal's name for it
-                payload,
-                past,
-                max(1, keep_history_ms),
-                journal_body,
-                f"{time.time():.3f}",
-                entry.entry_id,
-            ],
+        return self.scripts(
+            "dlq_take",
+            keys={
+                "entry": self.keys.dlq_entry(entry.entry_id),
+                "queue": queue,
+                "past": self.keys.dlq_past(entry.event_id or entry.entry_id),
+                "journal": self.keys.journal,
+                "journal_body": self.keys.journal_body,
+                "indexes": index_keys(self.keys, entry),
+            },
+            args={
+                "raw": raw,
+                "event_id": entry.event_id or entry_id_for(entry.envelope),  # the journal's name
+                "message": payload,
+                "past": past,
+                "past_ttl_ms": max(1, keep_history_ms),
+                "journal_body": journal_body,
+                "now": f"{time.time():.3f}",
+                "entry_id": entry.entry_id,
+            },
             client=client,
         )
 

@@ -33,13 +33,6 @@ __all__ = [
 
 log = logging.getLogger("custsync.observability")
 
-# Claims the outage's one alert: a field of the breaker hash, which lives from the first
-# failure to the partner's next answer. A breaker already closed again creates nothing.
-_CLAIM_ALERT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
-return redis.call('HSETNX', KEYS[1], 'alerted', 1)
-"""
-
 _metrics: Metrics | None = None
 _sentry_runtime: Runtime | None = None  # set when Sentry is on
 _setup_lock = threading.Lock()
@@ -86,7 +79,10 @@ def report_breaker_opened(target: str, failures: int) -> None:
     from custsync.observability import sentry
 
     try:
-        if rt.redis.eval(_CLAIM_ALERT, 1, rt.keys.breaker(target)):
+        claim = rt.scripts(
+            "breaker_alert_claim", keys={"breaker": rt.keys.breaker(target)}, args={}
+        )
+        if claim:
             sentry.report_breaker_opened(_label(target), failures)
     except Exception:
         log.warning("cannot report an open breaker to Sentry", exc_info=True)

@@ -14,19 +14,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from custsync.dlq.entry import REASONS
-from custsync.keys import QUEUE, Keys
+from custsync.state.breaker import Breaker, BreakerState
+from custsync.state.keys import QUEUE, Keys
 
 log = logging.getLogger("custsync.metrics")
 
 UNACKED = "unacked"  # kombu's Redis transport: messages a worker holds but has not acked
-BREAKER_STATES = ("closed", "open", "half_open")
-
-
-def breaker_state(fields: dict[str, str], threshold: int, now: float) -> str:
-    """closed, open (cooling down), or half_open (one probe may go through)."""
-    if int(fields.get("failures") or 0) < threshold:
-        return "closed"
-    return "open" if float(fields.get("opened_until") or 0) > now else "half_open"
 
 
 class RedisStateCollector(Collector):
@@ -110,11 +103,10 @@ class RedisStateCollector(Collector):
         it = iter(answers)
         for name, threshold in self.targets.items():
             retry.add_metric([name], int(next(it)))
-            fields = next(it) or {}
-            current = breaker_state(fields, threshold, now)
-            for state in BREAKER_STATES:
-                breaker.add_metric([name, state], 1 if state == current else 0)
-            failures.add_metric([name], int(fields.get("failures") or 0))
+            current = Breaker.read(next(it), threshold, now)
+            for state in BreakerState:
+                breaker.add_metric([name, state.value], 1 if state is current.state else 0)
+            failures.add_metric([name], current.failures)
             paused.add_metric([name], 1 if int(next(it)) > 0 else 0)
         for reason in REASONS:
             dlq.add_metric([reason], int(next(it)))

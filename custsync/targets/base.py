@@ -24,9 +24,9 @@ from custsync.errors import (
     Rejected,
     Throttled,
 )
-from custsync.keys import Keys
 from custsync.schemas.envelope import Event
 from custsync.settings import TargetConfig
+from custsync.state.keys import Keys
 
 USER_AGENT = "custsync/0.1"
 
@@ -89,6 +89,8 @@ class Target:
     changes_schema: ClassVar[type[Schema]]
     # Partial-update partners keep a version per field (ordering, issue 4).
     field_level: ClassVar[bool] = False
+    # Fields sent on every call whatever their version (a partial update's identifiers).
+    always_sent: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,

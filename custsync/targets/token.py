@@ -11,17 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from custsync.errors import AuthFailed
-
-# Deletes the shared token only if it is still the one that was refused.
-_DROP_IF_SAME = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cjson.decode(cur)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from custsync.state.scripts import Scripts
 
 
 @dataclass(frozen=True)
@@ -56,8 +46,7 @@ class SharedToken:
         self.on_renew = on_renew
         self._cached: Token | None = None
         self._mutex = threading.Lock()
-        self._drop = redis.register_script(_DROP_IF_SAME)
-        self._release = redis.register_script(_RELEASE)
+        self.scripts = Scripts(redis)
 
     def get(self) -> str:
         """A valid token, from this process, from Redis, or freshly fetched."""
@@ -77,7 +66,7 @@ class SharedToken:
         with self._mutex:
             if self._cached and self._cached.value == value:
                 self._cached = None
-            self._drop(keys=[self.key], args=[value])
+            self.scripts("token_drop", keys={"token": self.key}, args={"value": value})
             token = self._load()
             if token is None or token.value == value:
                 token = self._renew()
@@ -99,7 +88,7 @@ class SharedToken:
                 try:
                     return self._fetch_and_share()
                 finally:
-                    self._release(keys=[self.lock_key], args=[me])
+                    self.scripts("lock_release", keys={"lock": self.lock_key}, args={"holder": me})
             time.sleep(0.05)  # another worker is renewing: wait for its token
             token = self._load()
             if token is not None:

@@ -25,6 +25,7 @@ class VendorTarget(Target):
     name = "vendor"
     changes_schema = VendorChangesSchema
     field_level = True  # partial update: fields not sent stay unchanged
+    always_sent = frozenset({"code", "erpCode", "updateCode"})  # which record, and its new code
 
     @classmethod
     def settings_fields(cls) -> dict[str, fields.Field[Any]]:

@@ -19,12 +19,12 @@ from typing import Any
 
 import click
 
-from custsync.demo_stream import Stream, build
-from custsync.keys import QUEUE
+from custsync.demo.stream import Stream, build
 from custsync.producer import enqueue, publish_many
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
+from custsync.state.keys import QUEUE
 
 DEMO_DB = 15
 TARGETS = ("minted", "vendor")
@@ -211,7 +211,7 @@ def run_demo(customers: int = 300, timeout_s: float = 180.0) -> int:
 
 
 def _data_dir() -> Path:
-    from custsync.embedded import default_data_dir
+    from custsync.embedded.server import default_data_dir
 
     return default_data_dir()
 

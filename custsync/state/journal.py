@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from custsync.dlq.entry import entry_id_for
-from custsync.keys import QUEUE, Keys
+from custsync.state.keys import QUEUE, Keys
 
-log = logging.getLogger("custsync.journal")
+log = logging.getLogger("custsync.state.journal")
 
 GRACE_S = 10.0  # a popped message is recorded as unacked within milliseconds; clocks drift
 BATCH = 200

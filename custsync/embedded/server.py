@@ -19,8 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
-from custsync.errors import UsageError
-from custsync.redis_process import (
+from custsync.embedded.process import (
     LOG_FILE,
     LOOPBACK,
     POLL_S,
@@ -35,6 +34,7 @@ from custsync.redis_process import (
     wait_ready,
     write_private,
 )
+from custsync.errors import UsageError
 
 __all__ = [
     "EmbeddedRedis",

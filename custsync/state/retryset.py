@@ -13,27 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from custsync.delivery import Delivery
-from custsync.keys import Keys
+from custsync.state.keys import Keys
+from custsync.state.scripts import Scripts
 
 # A claim is sent within milliseconds; a poller killed in between costs its events this wait.
 LEASE_S = 10.0
-
-# KEYS: retry set, claimed set. ARGV: now, lease end, limit.
-_CLAIM = """
-local out = {}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do
-  redis.call('ZREM', KEYS[1], m)
-  redis.call('ZADD', KEYS[2], ARGV[2], m)
-  out[#out + 1] = m
-end
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(lapsed) do
-  redis.call('ZADD', KEYS[2], ARGV[2], m)
-  out[#out + 1] = m
-end
-return out
-"""
 
 
 def retry_member(envelope: Any, delivery: Delivery) -> str:
@@ -62,13 +46,14 @@ class RetrySet:
         self.keys = keys
         self.lease_s = lease_s
         self.batch = batch
-        self._claim = redis.register_script(_CLAIM)
+        self.scripts = Scripts(redis)
 
     def move_due(self, target: str, now: float, send: Send, limit: int | None = None) -> int:
         """Put due events of one target back on the queue; returns how many moved."""
-        members: list[str] = self._claim(
-            keys=[self.keys.retry(target), self.keys.retry_claimed(target)],
-            args=[now, now + self.lease_s, limit or self.batch],
+        members: list[str] = self.scripts(
+            "retry_claim",
+            keys={"retry": self.keys.retry(target), "claimed": self.keys.retry_claimed(target)},
+            args={"now": now, "lease_end": now + self.lease_s, "limit": limit or self.batch},
         )
         if not members:
             return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from custsync.keys import TASK_NAME
+from custsync.state.keys import TASK_NAME
 
 JSON = "application/json"
 MALFORMED_HEADER = "x-custsync-malformed"  # set by the Redis transport on raw garbage

@@ -17,7 +17,7 @@ from typing import Any
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
-from custsync.keys import QUEUE, TASK_NAME
+from custsync.state.keys import QUEUE, TASK_NAME
 
 
 def label(envelope: Any) -> str:

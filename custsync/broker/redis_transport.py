@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from kombu.transport import redis as kombu_redis
 
-from custsync.broker.guard import MALFORMED_HEADER, MALFORMED_RAW
+from custsync.broker.contract import MALFORMED_HEADER, MALFORMED_RAW
 from custsync.broker.quarantine import RAW_MAX_BYTES
 
 MALFORMED_CONTENT_TYPE = "application/x-custsync-malformed"

