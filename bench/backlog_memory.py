@@ -52,7 +52,7 @@ def rss_mb(worker: WorkerProcess, samples: int = 3) -> float:
 
 
 def backlog(client: redis.Redis, keys: object) -> int:
-    from custsync.keys import Keys
+    from custsync.state.keys import Keys
 
     assert isinstance(keys, Keys)
     return int(client.zcard(keys.retry("minted"))) + int(client.zcard(keys.retry_claimed("minted")))
@@ -60,10 +60,10 @@ def backlog(client: redis.Redis, keys: object) -> int:
 
 def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
     from custsync.delivery import Delivery
-    from custsync.keys import QUEUE, Keys
-    from custsync.retryset import schedule
     from custsync.runtime import Runtime
     from custsync.settings import load_settings
+    from custsync.state.keys import QUEUE, Keys
+    from custsync.state.retryset import schedule
     from custsync.worker import producer_app
 
     total, via_worker, warm_n, drained = SIZES[quick]

@@ -32,7 +32,7 @@ from bench.common import (
     start_redis,
 )
 from bench.profile import profiled
-from custsync.keys import QUEUE
+from custsync.state.keys import QUEUE
 
 SIZES = {True: (10_000, 2_000), False: (100_000, 20_000)}  # (publish_many and CLI, apply_async)
 BATCH = 1000

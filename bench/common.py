@@ -27,10 +27,10 @@ from typing import Any
 import psutil
 import redis
 
-from custsync.embedded import EphemeralRedis
-from custsync.keys import QUEUE
+from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import SandboxClient
 from custsync.sandbox.server import DEFAULT_MINTED_CREDENTIALS, DEFAULT_VENDOR_CREDENTIALS
+from custsync.state.keys import QUEUE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -255,7 +255,7 @@ def seed_customers(client: SandboxClient, events: Sequence[Mapping[str, Any]]) -
 
 def stage_messages(client: redis.Redis, app: Any, events: Iterable[Mapping[str, Any]]) -> int:
     """Build each event's Celery message (as a producer would) into a staging list."""
-    from custsync.messages import build_message
+    from custsync.broker.messages import build_message
 
     client.delete(STAGING)
     pipe = client.pipeline(transaction=False)
@@ -406,7 +406,7 @@ class WorkerProcess(Child):
 
 
 def applied_count(client: redis.Redis, target: str = "minted") -> int:
-    from custsync.keys import Keys
+    from custsync.state.keys import Keys
 
     return int(client.hget(Keys().counters(target), "applied") or 0)
 

@@ -33,7 +33,7 @@ from bench.common import (
 )
 from bench.profile import profiled
 from custsync.dlq.entry import REASONS, DeadLetter
-from custsync.keys import QUEUE
+from custsync.state.keys import QUEUE
 
 SIZES = {True: 10_000, False: 100_000}
 REPEAT = {True: 10, False: 30}
