@@ -38,7 +38,7 @@ from bench.common import (
 
 SIZES = {True: (500, 2.0), False: (5000, 5.0)}  # events, idle window seconds
 CONCURRENCY = 4
-TARGET_STATE = 2.0  # DESIGN: custsync's own round trips per applied event
+TARGET_STATE = 2.0  # the design: custsync's own round trips per applied event
 
 
 def read_counts(path: Path) -> dict[str, Counter[str]]:
@@ -146,7 +146,7 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
             result["state"]["per_event"],
             "rt",
             TARGET_STATE,
-            "DESIGN target",
+            "design target",
             high=1.0,
         )
     )

@@ -1,6 +1,20 @@
 """custsync: apply CRM customer-change events to partner APIs, exactly once in effect."""
 
-from custsync.producer import publish, publish_many
+from __future__ import annotations
 
-__all__ = ["publish", "publish_many"]
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["publish", "publish_many"]
+
+if TYPE_CHECKING:
+    from custsync.producer import publish, publish_many
+
+
+def __getattr__(name: str) -> Any:
+    # Importing any custsync module must not load Celery: the producer loads on first use.
+    if name in __all__:
+        from custsync import producer
+
+        return getattr(producer, name)
+    raise AttributeError(f"module 'custsync' has no attribute {name!r}")

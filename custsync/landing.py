@@ -52,7 +52,8 @@ class Job:
 
 
 def mask(text: str, job: Job) -> str:
-    return mask_text(text, personal_values(job.changes))
+    public = job.target.public_fields if job.target is not None else frozenset()
+    return mask_text(text, personal_values(job.changes, public))
 
 
 class Landing:

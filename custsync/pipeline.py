@@ -1,4 +1,4 @@
-"""The pipeline: one delivery of one event, through DESIGN §4's answer table.
+"""The pipeline: one delivery of one event, through the README's answer table.
 
 Plain code, no Celery: the task decodes and calls ``Pipeline.process``. Custsync's own
 Redis work for an applied event is two round trips: preflight and after_success.
@@ -205,14 +205,20 @@ class Pipeline:
             # The partner is down, not this event: wait for the breaker, keep the attempts.
             return self.land.defer(job, until, reason="breaker", status=exc.status)
         spent = job.delivery.with_attempts(job.delivery.attempts + 1)
+        # "suspect": nobody else succeeded since this event began failing, so the partner may
+        # be down. Keep the last attempt and look again later (the age budget still ends it);
+        # Before that, it waits at least a breaker cooldown between attempts, so an outage's
+        # first customers do not spend their attempts before the breaker opens.
+        suspect_wait_s = max(job.target.config.breaker.cooldown_s, policy.backoff_cap_s)
         if spent.attempts >= policy.max_attempts and state == "suspect" and not too_old:
-            # Nobody else succeeded since this event began failing: the partner may be down.
-            # Keep the last attempt; look again later (its age budget still ends it).
-            wait_s = max(job.target.config.breaker.cooldown_s, policy.backoff_cap_s)
-            return self.land.defer(job, now + wait_s, reason="unconfirmed", status=exc.status)
+            return self.land.defer(
+                job, now + suspect_wait_s, reason="unconfirmed", status=exc.status
+            )
         if spent.attempts >= policy.max_attempts or too_old:
             return self.land.dead_letter(job, exc, spent, reason="exhausted")
         delay = full_jitter(spent.attempts, policy.backoff_base_s, policy.backoff_cap_s)
+        if state == "suspect":
+            delay = max(delay, job.target.config.breaker.cooldown_s)
         error = mask(str(exc), job)
         return self.land.wait(
             job, Outcome.RETRY_SCHEDULED, spent, now + delay, status=exc.status, error=error

@@ -1,4 +1,5 @@
-"""Keep personal data out of logs, errors and Sentry (national ids, tax numbers, emails, phones)."""
+"""Keep personal data out of logs, errors and Sentry, by allow-list: a value is shown only
+if its field is known not to be personal (each Target declares its public fields)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Field names of both partners that carry personal data.
-PERSONAL_FIELDS = frozenset(
-    {
-        "firstname", "middlename", "lastname", "email", "phone", "identity_number",
-        "birthdate", "firstName", "lastName", "companyName", "tckn", "taxNumber",
-        "taxOffice", "mobile", "address", "title",
-    }
-)  # fmt: skip
 SECRET_WORDS = ("authorization", "password", "token", "secret", "api_key", "apikey", "dsn")
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -30,11 +23,22 @@ def mask_text(text: str, known: Iterable[str] = ()) -> str:
     return _DIGITS.sub(MASK, text)
 
 
-def personal_values(changes: Any) -> list[str]:
-    """The personal values of one event's changes, to mask wherever they are echoed."""
-    if not isinstance(changes, Mapping):
+def _texts(value: Any) -> list[str]:
+    if value is None or value == "" or isinstance(value, bool):
         return []
-    return [str(v) for k, v in changes.items() if k in PERSONAL_FIELDS and v not in (None, "")]
+    if isinstance(value, Mapping):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
+
+
+def personal_values(changes: Any, public: frozenset[str] = frozenset()) -> list[str]:
+    """Every value of one event's changes not known to be public (allow-list): what to mask
+    wherever it is echoed. Changes that are not an object are masked whole."""
+    if not isinstance(changes, Mapping):
+        return _texts(changes)
+    return [t for k, v in changes.items() if k not in public for t in _texts(v)]
 
 
 def mask_id(value: str) -> str:
@@ -43,10 +47,29 @@ def mask_id(value: str) -> str:
     return f"{value[:2]}…{digest}" if len(value) > 4 else f"…{digest}"
 
 
-def redact_changes(changes: Any) -> Any:
-    """A copy of the changes with personal fields masked, for display."""
+def redact_changes(changes: Any, public: frozenset[str] = frozenset()) -> Any:
+    """The changes for display: public fields as they are, every other value masked."""
     if not isinstance(changes, Mapping):
-        return changes
-    return {
-        k: (MASK if k in PERSONAL_FIELDS and v not in (None, "") else v) for k, v in changes.items()
-    }
+        return MASK if changes not in (None, "") else changes
+    return {k: (v if k in public or v in (None, "") else MASK) for k, v in changes.items()}
+
+
+# Envelope fields known not to be personal; customer_id is shown as a pseudonym.
+ENVELOPE_PUBLIC = frozenset({"event_id", "target", "occurred_at", "sequence", "source"})
+
+
+def redact_envelope(envelope: Any, public: frozenset[str] = frozenset()) -> Any:
+    """An envelope for display by allow-list: unknown fields, free text and ids masked."""
+    if not isinstance(envelope, Mapping):
+        return MASK
+    out: dict[str, Any] = {}
+    for key, value in envelope.items():
+        if key == "changes":
+            out[key] = redact_changes(value, public)
+        elif key == "customer_id" and isinstance(value, str):
+            out[key] = mask_id(value)
+        elif key in ENVELOPE_PUBLIC and (value is None or isinstance(value, str | int)):
+            out[key] = value
+        else:
+            out[str(key)] = MASK
+    return out

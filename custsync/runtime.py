@@ -15,11 +15,12 @@ from custsync.settings import Settings, load_settings
 from custsync.state.keys import Keys
 from custsync.state.retryset import RetrySet
 from custsync.state.scripts import Scripts
-from custsync.targets import REGISTRY, Target
+from custsync.targets import REGISTRY
+from custsync.targets.base import Target
 
 
 def resolve_redis_url(settings: Settings) -> str:
-    """The configured Redis, or the embedded one started on demand (DESIGN §7)."""
+    """The configured Redis, or the embedded one started on demand (README, "Configuration")."""
     if settings.redis_url:
         return settings.redis_url
     from custsync.embedded.server import EmbeddedRedis, default_data_dir

@@ -1,4 +1,4 @@
-"""Settings: parsed once from the environment into one typed object (DESIGN §7).
+"""Settings: parsed once from the environment into one typed object (README, "Configuration").
 
 Every variable may instead be read from a file named by ``<NAME>_FILE`` (Docker and
 Kubernetes secrets). Errors name the variable at fault, never its value.

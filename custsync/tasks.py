@@ -26,7 +26,7 @@ def _get_pipeline() -> Pipeline:
 
 @app.task(name=TASK_NAME, bind=True, ignore_result=True)
 def apply_update(self: Any, envelope: Any, delivery: Any = None) -> str:
-    """Apply one customer-change envelope (DESIGN §2) to its target."""
+    """Apply one customer-change envelope (README, "The event envelope") to its target."""
     with observability.handling(envelope):  # scrubbing knows this event's personal values
         try:
             result = _get_pipeline().process(envelope, Delivery.from_message(delivery))

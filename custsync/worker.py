@@ -1,4 +1,4 @@
-"""The Celery app and its configuration (DESIGN §6). ``celery -A custsync.worker worker`` works.
+"""The Celery app and its configuration (docs/architecture.md §4), for ``celery -A`` too.
 
 Configuration is read when Celery first needs it, not at import.
 """

@@ -25,8 +25,8 @@ from redis.retry import Retry
 
 import custsync
 from custsync import exitcodes
-from custsync.embedded import process as redis_process
 from custsync.cli.embedded_cmd import embedded_group
+from custsync.embedded import process as redis_process
 from custsync.embedded.server import (
     EmbeddedRedis,
     EphemeralRedis,

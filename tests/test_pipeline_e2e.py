@@ -1,4 +1,4 @@
-"""DESIGN §4's answer table, row by row, each by a real answer from the sandbox, through a
+"""The README's answer table, row by row, each by a real answer from the sandbox, through a
 real worker: publish -> Redis queue -> worker -> sandbox -> applied or DLQ."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from custsync import exitcodes
 from custsync.cli.common import fail
 from custsync.dlq.entry import REASONS, DeadLetter
 from custsync.dlq.query import Filter, parse_time
-from custsync.privacy import redact_changes
+from custsync.privacy import redact_envelope
 
 F = TypeVar("F", bound=Callable[..., Any])
 HIDDEN = "(hidden: --show-payload shows it)"
@@ -137,10 +137,13 @@ def short(text: str, width: int) -> str:
 
 
 def shown_envelope(envelope: Any, show_payload: bool) -> Any:
-    """The envelope with personal fields of its changes masked, unless asked for."""
-    if show_payload or not isinstance(envelope, dict) or "changes" not in envelope:
+    """The envelope by allow-list (only fields known not to be personal), unless asked for."""
+    if show_payload or envelope is None:
         return envelope
-    return {**envelope, "changes": redact_changes(envelope["changes"])}
+    from custsync.targets import public_fields
+
+    target = envelope.get("target") if isinstance(envelope, dict) else None
+    return redact_envelope(envelope, public_fields(target))
 
 
 def table(entries: Sequence[DeadLetter]) -> list[str]:

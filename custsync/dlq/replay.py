@@ -50,8 +50,7 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
     try:
         event = validate_event(entry.envelope, rt.settings)
     except InvalidEvent as exc:
-        changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
-        return Verdict(INVALID, error=mask_text(str(exc), personal_values(changes)))
+        return Verdict(INVALID, error=_masked(exc, entry))
     if not force:
         target = REGISTRY[event.target]
         if would_supersede(
@@ -59,6 +58,13 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
         ).superseded:
             return Verdict(SUPERSEDED, event)
     return Verdict(REPLAY, event)
+
+
+def _masked(exc: InvalidEvent, entry: DeadLetter) -> str:
+    from custsync.targets import public_fields
+
+    changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
+    return mask_text(str(exc), personal_values(changes, public_fields(entry.target)))
 
 
 class Item(NamedTuple):
@@ -106,8 +112,7 @@ def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Pl
         try:
             valid.append((entry, validate_event(entry.envelope, rt.settings)))
         except InvalidEvent as exc:
-            changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
-            plan.invalid.append((Item.of(entry), mask_text(str(exc), personal_values(changes))))
+            plan.invalid.append((Item.of(entry), _masked(exc, entry)))
     stored = [{}] * len(valid) if force else _versions(rt, [event for _, event in valid])
     order: dict[str, tuple[str, float]] = {}
     for (entry, event), versions in zip(valid, stored, strict=True):

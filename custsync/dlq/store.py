@@ -209,9 +209,6 @@ class DlqStore:
     def count(self) -> int:
         return int(self.redis.zcard(self.keys.dlq_all))
 
-    def count_by(self, field: str, value: str) -> int:
-        return int(self.redis.zcard(self.keys.dlq_by(field, value)))
-
     def values(self, field: str) -> list[str]:
         """Values seen for target, reason or status (may include some with no entry left)."""
         return sorted(self.redis.smembers(self.keys.dlq_values(field)))

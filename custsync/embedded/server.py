@@ -285,7 +285,7 @@ class EphemeralRedis:
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
-    def start(self, timeout_s: float = 15.0) -> EphemeralRedis:
+    def start(self, timeout_s: float = 15.0, port: int | None = None) -> EphemeralRedis:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         atexit.register(self.stop)
         self._pid, self._port = launch(
@@ -294,6 +294,7 @@ class EphemeralRedis:
             appendonly=self.appendonly,
             detached=False,
             timeout_s=timeout_s,
+            preferred_port=port,
             on_spawn=self._record,
         )
         return self
@@ -306,16 +307,7 @@ class EphemeralRedis:
         port = self.port
         self.stop()
         time.sleep(down_s)
-        atexit.register(self.stop)
-        self._pid, self._port = launch(
-            self.data_dir,
-            password=None,
-            appendonly=self.appendonly,
-            detached=False,
-            timeout_s=timeout_s,
-            preferred_port=port,
-            on_spawn=self._record,
-        )
+        self.start(timeout_s, port=port)
         if self._port != port:
             raise UsageError(f"port {port} was taken while Redis was down")
         return self

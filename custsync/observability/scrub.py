@@ -16,9 +16,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from custsync.privacy import MASK, PERSONAL_FIELDS, SECRET_WORDS, mask_text, personal_values
+from custsync.privacy import MASK, SECRET_WORDS, mask_text, personal_values
 
-_PERSONAL_KEYS = frozenset(f.lower() for f in PERSONAL_FIELDS)
 _SECRET_WORDS = (*SECRET_WORDS, "passwd", "cookie", "credential")
 _SCHEME_SECRET = re.compile(r"(?i)\b(bearer|basic|digest)\s+[^\s'\",;}\]]+")
 _KEY_VALUE_SECRET = re.compile(
@@ -71,7 +70,9 @@ def _context() -> tuple[list[str], str]:
     event_id = event_id if isinstance(event_id, str) else ""
     # A first name "vendor" must not mask the target's name in every message about it.
     kept = [*_target_names(), event_id]
-    known = personal_values(envelope.get("changes"))
+    from custsync.targets import public_fields  # late: targets import this module
+
+    known = personal_values(envelope.get("changes"), public_fields(envelope.get("target")))
     return [v for v in known if not any(v in word for word in kept)], event_id
 
 
@@ -90,11 +91,18 @@ def scrub_text(text: str) -> str:
     return mask_text(_mask_secrets(text), known)
 
 
+@functools.cache
+def _personal_keys() -> frozenset[str]:
+    from custsync.targets import declared_fields  # late: targets import this module
+
+    return frozenset(f.lower() for f in declared_fields())
+
+
 def is_sensitive_key(key: Any) -> bool:
     if not isinstance(key, str):
         return False
     lowered = key.lower()
-    return lowered in _PERSONAL_KEYS or any(word in lowered for word in _SECRET_WORDS)
+    return lowered in _personal_keys() or any(word in lowered for word in _SECRET_WORDS)
 
 
 def scrub_value(value: Any) -> Any:

@@ -27,7 +27,7 @@ from custsync.observability.scrub import (
     scrub_breadcrumb,
     scrub_event,
 )
-from custsync.privacy import PERSONAL_FIELDS, mask_text, personal_values
+from custsync.privacy import mask_text, personal_values
 
 REPEAT_WINDOW_S = 60.0  # the same logged error again within this is not sent again
 
@@ -64,7 +64,10 @@ def _before_send(event: Any, hint: Any) -> Any:
 
 
 def init(dsn: str, environment: str | None, release: str) -> None:
-    denylist = [*DEFAULT_DENYLIST, *sorted({f.lower() for f in PERSONAL_FIELDS})]
+    from custsync.targets import declared_fields
+
+    # Keys Sentry's scrubber blanks; values are masked by allow-list in before_send as well.
+    denylist = [*DEFAULT_DENYLIST, *sorted({f.lower() for f in declared_fields()})]
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
@@ -88,9 +91,10 @@ def init(dsn: str, environment: str | None, release: str) -> None:
 
 def report_dead_letter(entry: DeadLetter, target: str) -> None:
     """One warning per dead-lettered event, grouped by target and reason."""
-    known = personal_values(
-        entry.envelope.get("changes") if isinstance(entry.envelope, Mapping) else None
-    )
+    from custsync.targets import public_fields
+
+    changes = entry.envelope.get("changes") if isinstance(entry.envelope, Mapping) else None
+    known = personal_values(changes, public_fields(entry.target))
     tags = {"target": target, "reason": entry.reason, "event_id": entry.event_id}
     if entry.status is not None:
         tags["http_status"] = str(entry.status)

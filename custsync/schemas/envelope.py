@@ -1,4 +1,4 @@
-"""The event envelope, the public contract of DESIGN §2."""
+"""The event envelope, the public contract (README, "The event envelope")."""
 
 from __future__ import annotations
 
@@ -23,11 +23,6 @@ class Event:
     sequence: int = 0
     source: str | None = None
     correlation_id: str | None = None
-
-    @property
-    def version(self) -> tuple[float, int]:
-        """Ordering version: (occurred_at as epoch seconds, sequence)."""
-        return (self.occurred_at.timestamp(), self.sequence)
 
 
 class EnvelopeSchema(Schema):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from custsync.delivery import Delivery
@@ -73,11 +73,3 @@ class RetrySet:
     def next_due(self, target: str) -> float | None:
         first = self.redis.zrange(self.keys.retry(target), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
-
-    def waiting(self, target: str, limit: int = 100) -> Iterable[dict[str, Any]]:
-        for member, score in self.redis.zrange(
-            self.keys.retry(target), 0, limit - 1, withscores=True
-        ):
-            data = json.loads(member)
-            data["due_at"] = score
-            yield data

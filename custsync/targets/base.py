@@ -1,6 +1,7 @@
 """The contract every partner target implements, and the answer table every partner shares.
 
-Adding a partner means one module with a Target subclass and one line in REGISTRY.
+Adding a partner means one module with a Target subclass, registered as an entry point of
+the ``custsync.targets`` group (see custsync/targets/__init__.py).
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class Target:
     field_level: ClassVar[bool] = False
     # Fields sent on every call whatever their version (a partial update's identifiers).
     always_sent: ClassVar[frozenset[str]] = frozenset()
+    # Fields of the changes known not to be personal: the only values ever shown in clear
+    # (logs, errors, DLQ views, Sentry). Everything else, unknown fields included, is masked.
+    public_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
@@ -179,7 +183,7 @@ class Target:
             observability.record_partner_call(self.name, status, time.perf_counter() - started)
 
     def classify(self, response: requests.Response) -> None:
-        """DESIGN §4: raise the error class that says what to do, or return for applied."""
+        """The README's answer table: raise the error class that says what to do, or return."""
         status = response.status_code
         body = trim(response.text, self.response_max_bytes)
         if 200 <= status < 300:

@@ -18,6 +18,7 @@ from custsync.targets.base import PartnerRequest, Target, partner_message, trim
 
 class MintedTarget(Target):
     name = "minted"
+    public_fields = frozenset()  # every field of its body describes a person
     changes_schema = MintedChangesSchema
     field_level = False  # every call must carry the identity fields
 

@@ -26,6 +26,13 @@ class VendorTarget(Target):
     changes_schema = VendorChangesSchema
     field_level = True  # partial update: fields not sent stay unchanged
     always_sent = frozenset({"code", "erpCode", "updateCode"})  # which record, and its new code
+    public_fields = frozenset(
+        {
+            "isCompany", "isForeignNational", "canUseMobile", "sendMail", "isActive",
+            "countryCode", "cityCode", "districtCode", "currencyCode", "paymentSetId",
+            "customerRepresentativeIds",
+        }
+    )  # fmt: skip  # flags and reference codes; names, ids, contacts and addresses are not
 
     @classmethod
     def settings_fields(cls) -> dict[str, fields.Field[Any]]:
@@ -123,7 +130,7 @@ class VendorTarget(Target):
 
 
 def _parse_token(response: requests.Response) -> tuple[str, float]:
-    """Accept DESIGN §3's spellings: accessToken/access_token, expiresIn/expires_in/expiresAt."""
+    """accessToken/access_token with expiresIn/expires_in/expiresAt (docs/partners/vendor.md)."""
     try:
         data = response.json()
     except ValueError:
