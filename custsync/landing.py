@@ -25,35 +25,59 @@ from custsync.state.retryset import schedule
 from custsync.targets.base import Target
 
 
-@dataclass
-class Job:
-    """One delivery of one event, as it moves through the pipeline."""
+@dataclass(frozen=True)
+class Arrival:
+    """One delivery, before its envelope is known to be valid."""
 
     raw: Any
     delivery: Delivery
     started: float  # perf_counter at the start, for the outcome's duration
-    event: Event | None = None  # None while (or because) the envelope is invalid
-    target: Target | None = None
-    version: str = ""
-    holder: str = ""  # this delivery's token on the customer's in-flight lock
+
+    @property
+    def event_id(self) -> str:
+        return entry_id_for(self.raw)  # an invalid envelope's stable name, for logs
 
     @property
     def changes(self) -> Any:
-        if self.event is not None:
-            return self.event.changes
         return self.raw.get("changes") if isinstance(self.raw, Mapping) else None
 
+    @property
+    def public(self) -> frozenset[str]:
+        return frozenset()  # nothing is known about an invalid event's fields
+
     def field(self, name: str) -> str:
-        """target, customer_id or correlation_id, from the event or the raw envelope."""
-        if self.event is not None:
-            return str(getattr(self.event, name) or "")
+        """target, customer_id or correlation_id, from the raw envelope."""
         value = self.raw.get(name) if isinstance(self.raw, Mapping) else None
         return value if isinstance(value, str) else ""
 
 
-def mask(text: str, job: Job) -> str:
-    public = job.target.public_fields if job.target is not None else frozenset()
-    return mask_text(text, personal_values(job.changes, public))
+@dataclass(frozen=True)
+class Job(Arrival):
+    """A valid event on its way to its partner: nothing in it is optional."""
+
+    event: Event
+    target: Target
+    version: str
+    holder: str  # this delivery's token on the customer's in-flight lock
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+    @property
+    def changes(self) -> Any:
+        return self.event.changes
+
+    @property
+    def public(self) -> frozenset[str]:
+        return self.target.public_fields
+
+    def field(self, name: str) -> str:
+        return str(getattr(self.event, name) or "")
+
+
+def mask(text: str, job: Arrival) -> str:
+    return mask_text(text, personal_values(job.changes, job.public))
 
 
 class Landing:
@@ -63,10 +87,10 @@ class Landing:
         self.redis = runtime.redis
         self.journal = Journal(self.redis, self.keys)
 
-    def result(self, outcome: Outcome, job: Job, attempt: int, **kw: Any) -> Result:
+    def result(self, outcome: Outcome, job: Arrival, attempt: int, **kw: Any) -> Result:
         return Result(
             outcome,
-            entry_id_for(job.raw) if job.event is None else job.event.event_id,
+            job.event_id,
             job.field("target"),
             job.field("customer_id"),
             attempt=attempt,
@@ -84,7 +108,6 @@ class Landing:
         **kw: Any,
     ) -> Result:
         """The event waits in the retry set until ``due``; the journal lets go of it."""
-        assert job.event is not None
         pipe = self.redis.pipeline(transaction=True)
         schedule(pipe, self.keys, job.event.target, job.raw, delivery, due)
         self.journal.forget(pipe, job.event.event_id)
@@ -101,7 +124,7 @@ class Landing:
 
     def dead_letter(
         self,
-        job: Job,
+        job: Arrival,
         exc: CustsyncError,
         delivery: Delivery,
         *,
@@ -113,7 +136,7 @@ class Landing:
         error = mask(str(exc), job)
         now = time.time()
         entry = DeadLetter(
-            event_id=job.event.event_id if job.event is not None else event_id_of(job.raw),
+            event_id=job.event.event_id if isinstance(job, Job) else event_id_of(job.raw),
             target=job.field("target"),
             customer_id=job.field("customer_id"),
             reason=reason,

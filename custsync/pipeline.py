@@ -24,10 +24,18 @@ from custsync.errors import (
     Throttled,
     TransientError,
 )
-from custsync.landing import Job, Landing, mask
+from custsync.landing import Arrival, Job, Landing, mask
 from custsync.outcomes import Outcome, Result
 from custsync.runtime import Runtime
-from custsync.state.guard import Gate, Limits, StateScripts, guarded_fields, version_string
+from custsync.state.guard import (
+    FailureState,
+    Gate,
+    GateVerdict,
+    Limits,
+    StateScripts,
+    guarded_fields,
+    version_string,
+)
 from custsync.targets.base import Target
 from custsync.validation import validate_event
 
@@ -49,15 +57,15 @@ class Pipeline:
         self.land = Landing(runtime)
 
     def process(self, raw: Any, delivery: Delivery) -> Result:
-        job = Job(raw, delivery, time.perf_counter())
+        started = time.perf_counter()
         try:
             event = validate_event(raw, self.rt.settings)
         except InvalidEvent as exc:
-            return self.land.dead_letter(job, exc, delivery)
+            return self.land.dead_letter(Arrival(raw, delivery, started), exc, delivery)
         target = self.rt.targets[event.target]
-        job.event, job.target, job.version = event, target, version_string(event)
-        # Unique per delivery: a duplicate of this event running elsewhere must not share the lock.
-        job.holder = f"{event.event_id}#{secrets.token_hex(6)}"
+        # The holder is unique per delivery: a duplicate running elsewhere must not share it.
+        holder = f"{event.event_id}#{secrets.token_hex(6)}"
+        job = Job(raw, delivery, started, event, target, version_string(event), holder)
         gate = self.state.preflight(
             target=event.target,
             customer_id=event.customer_id,
@@ -69,13 +77,13 @@ class Pipeline:
             fields=guarded_fields(event, target.field_level, target.always_sent),
             limits=self._limits(target),
         )
-        if gate.verdict != "ok":
+        if gate.verdict is not GateVerdict.OK:
             return self._not_now(job, gate)
         if gate.wait_s > 0:
             time.sleep(gate.wait_s)  # a reserved slot of the shared rate limit
         if gate.stale_fields:  # a newer change already wrote these: send the rest
             kept = {k: v for k, v in event.changes.items() if k not in gate.stale_fields}
-            job.event = replace(event, changes=kept)
+            job = replace(job, event=replace(event, changes=kept))
         return self._attempt(job)
 
     def _limits(self, target: Target) -> Limits:
@@ -93,22 +101,22 @@ class Pipeline:
         )
 
     def _not_now(self, job: Job, gate: Gate) -> Result:
-        assert job.event is not None
-        if gate.verdict in ("duplicate", "superseded"):
+        if gate.verdict in (GateVerdict.DUPLICATE, GateVerdict.SUPERSEDED):
             outcome = Outcome(gate.verdict)
             return self.land.result(outcome, job, job.delivery.attempts, reason=gate.detail)
-        if gate.verdict == "poison":
+        if gate.verdict is GateVerdict.POISON:
             exc = PermanentError(f"delivered {gate.detail} times without finishing")
             deliveries = self.keys.deliveries(job.event.event_id)
             return self.land.dead_letter(
                 job, exc, job.delivery, reason="poison", extra=lambda p: p.delete(deliveries)
             )
-        cap = {"locked": LOCKED_RETRY_S, "probing": PROBING_RETRY_S}.get(gate.verdict)
+        cap = {GateVerdict.LOCKED: LOCKED_RETRY_S, GateVerdict.PROBING: PROBING_RETRY_S}.get(
+            gate.verdict
+        )
         wait = gate.wait_s if cap is None else min(gate.wait_s, cap)
-        return self.land.defer(job, time.time() + wait, reason=gate.verdict)
+        return self.land.defer(job, time.time() + wait, reason=gate.verdict.value)
 
     def _attempt(self, job: Job) -> Result:
-        assert job.event is not None and job.target is not None
         try:
             applied = job.target.apply(job.event)
         except PermanentError as exc:
@@ -149,12 +157,11 @@ class Pipeline:
 
     def _failed(
         self, job: Job, breaker: int, pause_s: float = 0.0, why: str = ""
-    ) -> tuple[str, float]:
+    ) -> tuple[FailureState, float]:
         """Release the customer, count toward the breaker; returns (breaker state, pause end)."""
-        assert job.event is not None and job.target is not None
         target = job.event.target
         policy = job.target.config.breaker
-        state, until = self.state.after_failure(
+        raw_state, until = self.state.after_failure(
             self.redis,
             target=target,
             customer_id=job.event.customer_id,
@@ -168,7 +175,8 @@ class Pipeline:
             pause_reason=why,
             first_seen_at=job.delivery.first_seen_at,
         )
-        if state == "opened":
+        state = FailureState(raw_state)
+        if state is FailureState.OPENED:
             log.error(
                 "%s: breaker opened after %d customers failed in a row; target paused",
                 target,
@@ -179,10 +187,9 @@ class Pipeline:
                 },
             )
             observability.report_breaker_opened(target, policy.failures)
-        return str(state), float(until)
+        return state, float(until)
 
     def _auth_failed(self, job: Job, exc: AuthFailed) -> Result:
-        assert job.event is not None and job.target is not None
         policy = job.target.config.retry
         pause_s = min(AUTH_PAUSE_MAX_S, policy.backoff_cap_s)
         _, until = self._failed(job, BREAKER_COUNTS, pause_s, "auth")
@@ -196,12 +203,11 @@ class Pipeline:
         return self.land.defer(job, until, reason="auth", status=exc.status)
 
     def _transient(self, job: Job, exc: TransientError, breaker: int = BREAKER_COUNTS) -> Result:
-        assert job.target is not None
         policy = job.target.config.retry
         state, until = self._failed(job, breaker)
         now = time.time()
         too_old = job.delivery.age_s(now) >= policy.max_age_s
-        if state in ("open", "opened") and not too_old:
+        if state in (FailureState.OPEN, FailureState.OPENED) and not too_old:
             # The partner is down, not this event: wait for the breaker, keep the attempts.
             return self.land.defer(job, until, reason="breaker", status=exc.status)
         spent = job.delivery.with_attempts(job.delivery.attempts + 1)
@@ -210,14 +216,15 @@ class Pipeline:
         # Before that, it waits at least a breaker cooldown between attempts, so an outage's
         # first customers do not spend their attempts before the breaker opens.
         suspect_wait_s = max(job.target.config.breaker.cooldown_s, policy.backoff_cap_s)
-        if spent.attempts >= policy.max_attempts and state == "suspect" and not too_old:
+        suspect = state is FailureState.SUSPECT
+        if spent.attempts >= policy.max_attempts and suspect and not too_old:
             return self.land.defer(
                 job, now + suspect_wait_s, reason="unconfirmed", status=exc.status
             )
         if spent.attempts >= policy.max_attempts or too_old:
             return self.land.dead_letter(job, exc, spent, reason="exhausted")
         delay = full_jitter(spent.attempts, policy.backoff_base_s, policy.backoff_cap_s)
-        if state == "suspect":
+        if suspect:
             delay = max(delay, job.target.config.breaker.cooldown_s)
         error = mask(str(exc), job)
         return self.land.wait(

@@ -24,7 +24,7 @@ class RetryPoller:
         self.interval_s = runtime.settings.poll_interval_s
         self._stop = threading.Event()
         self.journal = Journal(runtime.redis, runtime.keys)
-        self._journaled = runtime.settings.broker_url in (None, runtime.redis_url)
+        self._journaled = runtime.broker_shares_state_redis
         self._next_recovery = 0.0
         self._thread = threading.Thread(target=self._run, name="custsync-retry-poller", daemon=True)
 

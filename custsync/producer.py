@@ -17,11 +17,14 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
-from custsync.broker.messages import label
+from custsync.broker.messages import MessageBuilder, label
+from custsync.celery_app import app as default_app
+from custsync.celery_app import runtime_of
 from custsync.errors import InvalidEvent
 from custsync.settings import Settings
 from custsync.state.journal import Journal
 from custsync.state.keys import QUEUE, TASK_NAME
+from custsync.validation import validate_event
 
 BATCH = 1000
 
@@ -32,17 +35,12 @@ class EventValidationError(ValidationError):
 
 def _settings(app: Any = None) -> Settings:
     """The settings of the app's own runtime (a producer_app), else of this process."""
-    own = getattr(app, "custsync_runtime", None)
-    if own is not None:
-        return own.settings  # type: ignore[no-any-return]
-    from custsync.runtime import get_runtime
 
-    return get_runtime().settings
+    return runtime_of(app).settings
 
 
 def check(envelope: Any, settings: Settings | None = None) -> None:
     """Validate one envelope as a producer: schema and changes, not worker configuration."""
-    from custsync.validation import validate_event
 
     settings = settings or _settings()
     try:
@@ -78,11 +76,10 @@ def _redis_broker(app: Any) -> redis.Redis | None:
 def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = None) -> int:
     """Put already-validated envelopes (with optional delivery state) on the queue."""
     if app is None:
-        from custsync.worker import app
+        app = default_app
     client = _redis_broker(app)
     if client is None:
         return _send_tasks(items, app)
-    from custsync.broker.messages import MessageBuilder
 
     builder = MessageBuilder(app)
     journal = _journal(app)
@@ -109,10 +106,9 @@ def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = No
 
 def _journal(app: Any) -> Journal | None:
     """The journal, when the broker is the state Redis (the default)."""
-    from custsync.runtime import get_runtime
 
-    runtime = getattr(app, "custsync_runtime", None) or get_runtime()
-    if runtime.settings.broker_url not in (None, runtime.redis_url):
+    runtime = runtime_of(app)
+    if not runtime.broker_shares_state_redis:
         return None
     return Journal(None, runtime.keys)
 

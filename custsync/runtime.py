@@ -9,8 +9,10 @@ from typing import Any
 
 import redis
 
+from custsync import observability
 from custsync.dlq.retention import RetentionPolicy
 from custsync.dlq.store import DlqStore
+from custsync.embedded.server import EmbeddedRedis, default_data_dir
 from custsync.settings import Settings, load_settings
 from custsync.state.keys import Keys
 from custsync.state.retryset import RetrySet
@@ -23,8 +25,6 @@ def resolve_redis_url(settings: Settings) -> str:
     """The configured Redis, or the embedded one started on demand (README, "Configuration")."""
     if settings.redis_url:
         return settings.redis_url
-    from custsync.embedded.server import EmbeddedRedis, default_data_dir
-
     url = EmbeddedRedis(settings.data_dir or default_data_dir()).ensure_running()
     return url.rsplit("/", 1)[0] + f"/{settings.embedded_db}"
 
@@ -63,6 +63,7 @@ class Runtime:
                 self.keys,
                 trust_env=self.settings.trust_env,
                 response_max_bytes=self.settings.response_max_bytes,
+                metrics=_ObservedTargets(),
             )
             for name, cfg in self.settings.targets.items()
         }
@@ -71,6 +72,13 @@ class Runtime:
     def dlq(self) -> DlqStore:
         return DlqStore(self.redis, self.keys, RetentionPolicy.from_settings(self.settings))
 
+    @property
+    def broker_shares_state_redis(self) -> bool:
+        """Whether the broker queue lives in the state Redis (one script can touch both;
+        kombu's lists and the journal are there). The one place this is decided."""
+        url = self.settings.broker_url
+        return url is None or url == self.redis_url
+
     @cached_property
     def scripts(self) -> Scripts:
         return Scripts(self.redis)
@@ -78,6 +86,16 @@ class Runtime:
     @cached_property
     def retry_set(self) -> RetrySet:
         return RetrySet(self.redis, self.keys)
+
+
+class _ObservedTargets:
+    """Forwards a target's reports to the process's metrics (off unless configured)."""
+
+    def partner_call(self, target: str, status: int | None, duration_s: float) -> None:
+        observability.record_partner_call(target, status, duration_s)
+
+    def token_renewal(self, target: str) -> None:
+        observability.record_token_renewal(target)
 
 
 _current: Runtime | None = None

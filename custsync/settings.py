@@ -16,6 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from custsync.errors import SettingsError
 from custsync.state.keys import DEFAULT_PREFIX, Keys
+from custsync.targets import REGISTRY
 
 ENV_PREFIX = "CUSTSYNC_"
 _URL_SCHEMES = ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "sentinel")
@@ -222,7 +223,6 @@ def _first_error(exc: ValidationError) -> str:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every setting; raise SettingsError naming the variable at fault."""
-    from custsync.targets import REGISTRY
 
     env = os.environ if environ is None else environ
     values = _load(_GlobalSchema(), env)

@@ -8,11 +8,11 @@ import redis
 from celery.exceptions import Reject
 
 from custsync import observability
+from custsync.celery_app import app
 from custsync.delivery import Delivery
 from custsync.pipeline import Pipeline
 from custsync.runtime import get_runtime
 from custsync.state.keys import TASK_NAME
-from custsync.worker import app
 
 _pipeline: Pipeline | None = None
 

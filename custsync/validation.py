@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError
 from custsync.errors import InvalidEvent
 from custsync.schemas.envelope import EnvelopeSchema, Event
 from custsync.settings import Settings
+from custsync.targets import REGISTRY
 
 _ENVELOPE = EnvelopeSchema()
 
@@ -49,7 +50,6 @@ def _changes_schema(schema_cls: type[Schema]) -> Schema:
 
 def _changes_errors(target: Any, changes: Any) -> dict[str, list[str]]:
     """The changes' field errors under their target's schema (none if that is unknown)."""
-    from custsync.targets import REGISTRY
 
     target_cls = REGISTRY.get(target) if isinstance(target, str) else None
     if target_cls is None or not isinstance(changes, Mapping):
@@ -63,7 +63,6 @@ def _changes_errors(target: Any, changes: Any) -> dict[str, list[str]]:
 
 def validate_event(raw: Any, settings: Settings, *, require_configured: bool = True) -> Event:
     """Validate the envelope, the target and the changes; raise InvalidEvent on any fault."""
-    from custsync.targets import REGISTRY
 
     if not isinstance(raw, Mapping):
         raise _invalid({"_envelope": ["Must be a JSON object."]})

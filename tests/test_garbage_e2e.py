@@ -15,7 +15,7 @@ from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, new_id
 from tests.garbage import CASES, marker_envelope, oversized, valid_envelope
 
-GARBAGE_DB = 9
+GARBAGE_DB = 20
 VALID = 500
 
 

@@ -33,8 +33,13 @@ from custsync.broker.quarantine import RAW_MAX_BYTES
 MALFORMED_CONTENT_TYPE = "application/x-custsync-malformed"
 log = logging.getLogger("custsync.transport")
 
-# Delivery tags a closing channel could not give back; the next channel does (see QoS).
+# What a lost connection raises inside kombu: AttributeError is kombu 5.7.0's closed channel.
+_LOST = (AttributeError, redis.RedisError, OSError)
+
+# Delivery tags a closing channel could not give back, and acks that could not reach Redis;
+# the next channel of this process does both as soon as it consumes (see QoS).
 _orphans: set[str] = set()
+_acks_due: set[str] = set()
 _orphans_lock = threading.Lock()
 
 
@@ -112,7 +117,7 @@ class QoS(kombu_redis.QoS):
         """
         try:
             return super().restore_unacked(client)  # type: ignore[no-untyped-call]
-        except (AttributeError, redis.RedisError, OSError) as exc:
+        except _LOST as exc:
             tags = list(self._delivered)
             with _orphans_lock:
                 _orphans.update(tags)
@@ -126,16 +131,31 @@ class QoS(kombu_redis.QoS):
             return []
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        """A requeue that fails while Redis is down is done by the next channel instead."""
+        """A requeue that fails while Redis is down (or the channel is gone, the same kombu
+        bug as above) is done by the next channel instead."""
         try:
             super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
-        except (redis.RedisError, OSError):
-            if not requeue:
-                raise
-            with _orphans_lock:
-                _orphans.add(delivery_tag)
+        except _LOST as exc:
             self._delivered.pop(delivery_tag, None)
-            log.warning("requeue failed (Redis unreachable); the next connection gives it back")
+            if requeue:
+                with _orphans_lock:
+                    _orphans.add(delivery_tag)
+            log.warning(
+                "reject of a message failed (%s); %s",
+                type(exc).__name__,
+                "the next connection gives it back" if requeue else "it stays unacknowledged",
+            )
+
+    def ack(self, delivery_tag: str) -> None:
+        """An ack that cannot reach Redis is done by the next channel (until then, the
+        message waits in kombu's unacked hash; a redelivery would be a ledger duplicate)."""
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+        except _LOST as exc:
+            self._delivered.pop(delivery_tag, None)
+            with _orphans_lock:
+                _acks_due.add(delivery_tag)
+            log.warning("ack failed (%s); the next connection does it", type(exc).__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -148,10 +168,23 @@ class Channel(kombu_redis.Channel):
         return consumed
 
     def restore_orphans(self) -> int:
-        """Put back the messages an earlier channel of this process could not; how many."""
+        """Finish what an earlier channel of this process could not: acks, then give back
+        the messages it held. Returns how many messages were given back."""
         with _orphans_lock:
-            tags = sorted(_orphans)
+            acks, tags = sorted(_acks_due), sorted(_orphans)
+            _acks_due.clear()
             _orphans.clear()
+        if acks:
+            try:
+                pipe = self.client.pipeline()
+                for tag in acks:
+                    self.qos._remove_from_indices(tag, pipe)
+                pipe.execute()
+            except (redis.RedisError, OSError):
+                with _orphans_lock:
+                    _acks_due.update(acks)
+                    _orphans.update(tags)
+                return 0
         for done, tag in enumerate(tags):
             try:
                 self.qos.restore_by_tag(tag)
@@ -175,11 +208,14 @@ class Channel(kombu_redis.Channel):
     def _checking(self, parse: Any) -> Any:
         def parse_response(connection: Any, command_name: Any, **options: Any) -> Any:
             reply = parse(connection, command_name, **options)
-            if command_name == "BRPOP" and reply:
-                dest, item = reply
-                name = dest.decode() if isinstance(dest, bytes) else str(dest)
-                queue = name.rsplit(self.sep, 1)[0]
-                reply = (dest, checked_item(item, queue, self.codecs))
+            if command_name == "BRPOP":
+                if _orphans or _acks_due:  # an old channel's task finished after we began
+                    self.restore_orphans()
+                if reply:
+                    dest, item = reply
+                    name = dest.decode() if isinstance(dest, bytes) else str(dest)
+                    queue = name.rsplit(self.sep, 1)[0]
+                    reply = (dest, checked_item(item, queue, self.codecs))
             return reply
 
         return parse_response

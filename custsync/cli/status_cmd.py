@@ -16,9 +16,7 @@ from custsync.dlq.replay import uses_atomic_move
 from custsync.dlq.stats import by_target_reason
 from custsync.embedded.server import mask_url
 from custsync.runtime import Runtime
-from custsync.state.keys import QUEUE
-
-UNACKED = "unacked"  # kombu's Redis transport: messages a worker holds but has not acked
+from custsync.state.keys import QUEUE, UNACKED
 
 
 def queue_state(rt: Runtime) -> dict[str, Any]:

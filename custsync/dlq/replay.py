@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from redis.exceptions import LockError
+
 from custsync.broker.messages import MessageBuilder
 from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter
@@ -25,11 +27,13 @@ from custsync.dlq.query import Filter, select
 from custsync.dlq.store import CHANGED, GONE, TAKEN
 from custsync.errors import InvalidEvent
 from custsync.privacy import mask_text, personal_values
+from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
 from custsync.state.guard import judge as judge_versions
 from custsync.state.guard import version_string, would_supersede
 from custsync.state.journal import body as journal_body
+from custsync.targets import REGISTRY, public_fields
 from custsync.validation import validate_event
 
 REPLAY, SUPERSEDED, INVALID = "replay", "superseded", "invalid"
@@ -45,7 +49,6 @@ class Verdict:
 
 def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
     """What replay would do with this entry now: today's schemas, settings and versions."""
-    from custsync.targets import REGISTRY
 
     try:
         event = validate_event(entry.envelope, rt.settings)
@@ -61,7 +64,6 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
 
 
 def _masked(exc: InvalidEvent, entry: DeadLetter) -> str:
-    from custsync.targets import public_fields
 
     changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
     return mask_text(str(exc), personal_values(changes, public_fields(entry.target)))
@@ -103,7 +105,6 @@ class Plan:
 
 def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Plan:
     """Read-only: what a replay would move, skip and leave."""
-    from custsync.targets import REGISTRY
 
     entries, missing = select(rt.dlq, flt, ids)
     plan = Plan(missing=missing)
@@ -160,8 +161,7 @@ class Summary:
 
 def uses_atomic_move(rt: Runtime) -> bool:
     """Whether the broker queue lives in the state Redis, so one script can do both."""
-    url = rt.settings.broker_url
-    return url is None or url == rt.redis_url
+    return rt.broker_shares_state_redis
 
 
 class Replayer:
@@ -236,7 +236,6 @@ class Replayer:
         return [(e, int(a)) for (e, _), a in zip(ready, pipe.execute(), strict=True)]
 
     def _move_claimed(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
-        from custsync.producer import enqueue
 
         locks = []
         owned: list[tuple[DeadLetter, str]] = []
@@ -277,7 +276,6 @@ class Replayer:
 
 
 def _release(lock: Any) -> None:
-    from redis.exceptions import LockError
 
     with contextlib.suppress(LockError):  # the lease ran out first: the claim is already free
         lock.release()

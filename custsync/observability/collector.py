@@ -15,11 +15,9 @@ from prometheus_client.registry import Collector
 
 from custsync.dlq.entry import REASONS
 from custsync.state.breaker import Breaker, BreakerState
-from custsync.state.keys import QUEUE, Keys
+from custsync.state.keys import QUEUE, UNACKED, Keys
 
 log = logging.getLogger("custsync.metrics")
-
-UNACKED = "unacked"  # kombu's Redis transport: messages a worker holds but has not acked
 
 
 class RedisStateCollector(Collector):

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from custsync.privacy import MASK, SECRET_WORDS, mask_text, personal_values
+from custsync.targets import REGISTRY, declared_fields, public_fields
 
 _SECRET_WORDS = (*SECRET_WORDS, "passwd", "cookie", "credential")
 _SCHEME_SECRET = re.compile(r"(?i)\b(bearer|basic|digest)\s+[^\s'\",;}\]]+")
@@ -56,8 +57,6 @@ def handling(envelope: Any) -> _Handling:
 
 @functools.cache
 def _target_names() -> frozenset[str]:
-    from custsync.targets import REGISTRY  # late: targets import this module
-
     return frozenset(REGISTRY)
 
 
@@ -70,8 +69,6 @@ def _context() -> tuple[list[str], str]:
     event_id = event_id if isinstance(event_id, str) else ""
     # A first name "vendor" must not mask the target's name in every message about it.
     kept = [*_target_names(), event_id]
-    from custsync.targets import public_fields  # late: targets import this module
-
     known = personal_values(envelope.get("changes"), public_fields(envelope.get("target")))
     return [v for v in known if not any(v in word for word in kept)], event_id
 
@@ -93,8 +90,6 @@ def scrub_text(text: str) -> str:
 
 @functools.cache
 def _personal_keys() -> frozenset[str]:
-    from custsync.targets import declared_fields  # late: targets import this module
-
     return frozenset(f.lower() for f in declared_fields())
 
 

@@ -28,6 +28,7 @@ from custsync.observability.scrub import (
     scrub_event,
 )
 from custsync.privacy import mask_text, personal_values
+from custsync.targets import declared_fields, public_fields
 
 REPEAT_WINDOW_S = 60.0  # the same logged error again within this is not sent again
 
@@ -64,8 +65,6 @@ def _before_send(event: Any, hint: Any) -> Any:
 
 
 def init(dsn: str, environment: str | None, release: str) -> None:
-    from custsync.targets import declared_fields
-
     # Keys Sentry's scrubber blanks; values are masked by allow-list in before_send as well.
     denylist = [*DEFAULT_DENYLIST, *sorted({f.lower() for f in declared_fields()})]
     sentry_sdk.init(
@@ -91,8 +90,6 @@ def init(dsn: str, environment: str | None, release: str) -> None:
 
 def report_dead_letter(entry: DeadLetter, target: str) -> None:
     """One warning per dead-lettered event, grouped by target and reason."""
-    from custsync.targets import public_fields
-
     changes = entry.envelope.get("changes") if isinstance(entry.envelope, Mapping) else None
     known = personal_values(changes, public_fields(entry.target))
     tags = {"target": target, "reason": entry.reason, "event_id": entry.event_id}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from custsync.schemas.envelope import Event
@@ -64,11 +65,37 @@ def would_supersede(
     return judge(event, stored, field_level, always_sent)
 
 
+class GateVerdict(StrEnum):
+    """What preflight.lua decided."""
+
+    OK = "ok"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
+    PAUSED = "paused"
+    PROBING = "probing"
+    LOCKED = "locked"
+    RATE = "rate"
+    POISON = "poison"
+
+
+class FailureState(StrEnum):
+    """What after_failure.lua says of the target after a failed call."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    OPENED = "opened"  # this failure opened the breaker
+    OWN = "own"  # the customer's own failure: its attempts pay
+    SUSPECT = "suspect"  # a repeat failure nobody else's success explains yet
+
+
+_WAITS = (GateVerdict.PAUSED, GateVerdict.PROBING, GateVerdict.LOCKED, GateVerdict.RATE)
+
+
 @dataclass(frozen=True)
 class Gate:
     """What preflight decided."""
 
-    verdict: str  # ok, duplicate, superseded, paused, probing, locked, rate, poison
+    verdict: GateVerdict
     wait_s: float = 0.0  # for paused/probing/locked/rate: how long; for ok: sleep first
     probe: bool = False
     stale_fields: frozenset[str] = field(default_factory=frozenset)
@@ -139,10 +166,10 @@ class StateScripts:
                 "fields": list(fields),
             },
         )
-        verdict = str(raw[0])
-        if verdict == "ok":
-            return Gate("ok", float(raw[1]) / 1000, bool(int(raw[2])), frozenset(raw[3:]))
-        if verdict in ("paused", "probing", "locked", "rate"):
+        verdict = GateVerdict(raw[0])
+        if verdict is GateVerdict.OK:
+            return Gate(verdict, float(raw[1]) / 1000, bool(int(raw[2])), frozenset(raw[3:]))
+        if verdict in _WAITS:
             detail = str(raw[2]) if len(raw) > 2 else ""
             return Gate(verdict, max(0.0, float(raw[1]) / 1000), detail=detail)
         return Gate(verdict, detail=str(raw[1]) if len(raw) > 1 else "")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from custsync.dlq.entry import entry_id_for
-from custsync.state.keys import QUEUE, Keys
+from custsync.state.keys import QUEUE, UNACKED, Keys
 
 log = logging.getLogger("custsync.state.journal")
 
@@ -84,7 +84,7 @@ class Journal:
         ids = self.redis.zrangebyscore(self.keys.journal, "-inf", horizon - GRACE_S, 0, BATCH)
         if not ids:
             return 0
-        busy = {_event_id_of(v) for v in self.redis.hvals("unacked")}
+        busy = {_event_id_of(v) for v in self.redis.hvals(UNACKED)}
         lost = [i for i in ids if i not in busy]
         if not lost:
             return 0

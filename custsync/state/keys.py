@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-QUEUE = "custsync"  # the Celery queue the task consumes
+QUEUE = "custsync"  # the Celery queue the task consumes; on Redis, kombu's list of that name
+# kombu's Redis transport: messages workers hold and have not acknowledged, by delivery tag.
+UNACKED = "unacked"
 TASK_NAME = "custsync.apply_update"
 DEFAULT_PREFIX = "custsync:"
 

@@ -44,7 +44,7 @@ class _Registry(Mapping[str, "type[Target]"]):
 
 
 def _discover() -> dict[str, type[Target]]:
-    from custsync.targets.base import Target
+    from custsync.targets.base import Target  # noqa: PLC0415  plugins load on first use
 
     found: dict[str, type[Target]] = {}
     for point in entry_points(group=GROUP):

@@ -10,14 +10,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import requests
 from marshmallow import Schema, fields
 from requests.adapters import HTTPAdapter
 
-from custsync import observability
 from custsync.errors import (
     AuthFailed,
     NotFound,
@@ -26,10 +26,28 @@ from custsync.errors import (
     Throttled,
 )
 from custsync.schemas.envelope import Event
-from custsync.settings import TargetConfig
 from custsync.state.keys import Keys
 
+if TYPE_CHECKING:
+    from custsync.settings import TargetConfig
+
 USER_AGENT = "custsync/0.1"
+
+
+class TargetMetrics(Protocol):
+    """What a target reports; the runtime hands it the observability hooks (no import)."""
+
+    def partner_call(self, target: str, status: int | None, duration_s: float) -> None: ...
+
+    def token_renewal(self, target: str) -> None: ...
+
+
+class NoMetrics:
+    def partner_call(self, target: str, status: int | None, duration_s: float) -> None:
+        pass
+
+    def token_renewal(self, target: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,6 @@ def retry_after_s(response: requests.Response, default_s: float = 1.0) -> float:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return default_s
-    from datetime import UTC, datetime
 
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
@@ -104,8 +121,10 @@ class Target:
         *,
         trust_env: bool = False,
         response_max_bytes: int = 2048,
+        metrics: TargetMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or NoMetrics()
         self.redis = redis
         self.keys = keys
         self.trust_env = trust_env
@@ -180,7 +199,7 @@ class Target:
         except requests.RequestException as exc:
             raise PartnerUnavailable(f"{self.name}: {type(exc).__name__}") from exc
         finally:
-            observability.record_partner_call(self.name, status, time.perf_counter() - started)
+            self.metrics.partner_call(self.name, status, time.perf_counter() - started)
 
     def classify(self, response: requests.Response) -> None:
         """The README's answer table: raise the error class that says what to do, or return."""

@@ -11,7 +11,6 @@ from urllib.parse import quote
 import requests
 from marshmallow import fields, validate
 
-from custsync import observability
 from custsync.errors import AuthFailed, PartnerUnavailable
 from custsync.schemas.envelope import Event
 from custsync.schemas.vendor import VendorChangesSchema
@@ -85,7 +84,7 @@ class VendorTarget(Target):
 
     def _count_renewal(self) -> None:
         self.renewals += 1
-        observability.record_token_renewal(self.name)
+        self.metrics.token_renewal(self.name)
 
     def build_request(self, event: Event) -> PartnerRequest:
         url = f"{self.config.base_url}/vendor/customer/{quote(event.customer_id, safe='')}"
