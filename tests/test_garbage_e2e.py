@@ -9,6 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from kombu import Message
+
+from custsync.broker.consumer import check_message
 from custsync.broker.messages import MessageBuilder
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
@@ -116,3 +119,21 @@ def test_an_envelope_in_a_body_of_the_wrong_shape_is_kept_for_replay(
     assert entry.reason == "malformed" and entry.envelope == env
     assert "body: not protocol v2" in entry.error
     assert rt.redis.hlen("unacked") == 0 and rt.redis.llen(builder.key) == 0
+
+
+def test_a_plain_celery_client_s_envelope_never_reaches_task_events() -> None:
+    """A message as ``send_task`` writes it (argsrepr is the envelope's repr): the guard
+    replaces what task events, Flower and Celery's logs show before Celery reads it."""
+    env = valid_envelope("C-1")
+    env["changes"]["identity_number"] = "99911122233"
+    body = json.dumps([[env], {"delivery": {"attempts": 1}}, None])
+    headers = {"task": "custsync.apply_update", "id": "t-1", "argsrepr": repr((env,))}
+    headers["kwargsrepr"] = repr({"delivery": {"attempts": 1}, "envelope": env})
+    message = Message(body=body, content_type="application/json", headers=headers)
+    message.content_encoding = "utf-8"
+
+    check_message(message, 256 * 1024)
+
+    assert headers["argsrepr"] == f"(<envelope {env['event_id']}>,)"
+    assert headers["kwargsrepr"] == "{}"
+    assert "99911122233" not in json.dumps(headers)

@@ -14,6 +14,7 @@ import redis
 from celery.worker.consumer import Consumer
 
 from custsync.broker.contract import Malformed, check_body, check_content, check_headers
+from custsync.broker.messages import label
 from custsync.broker.quarantine import quarantine
 from custsync.runtime import get_runtime
 
@@ -31,9 +32,11 @@ def check_message(message: Any, max_event_bytes: int) -> None:
         decoded = message.decode()  # cached on the message: Celery does not decode again
     except Exception as exc:  # any decoder error is the message's fault
         raise Malformed("body", f"cannot be decoded as JSON ({type(exc).__name__})") from None
-    check_body(decoded)
+    call = check_body(decoded)
     # Celery acknowledges an expired task and drops it; custsync's age budget decides instead.
     headers.pop("expires", None)
+    # Task events, Flower and Celery's logs show these: never the envelope, whoever sent it.
+    headers["argsrepr"], headers["kwargsrepr"] = label(call.envelope), "{}"
 
 
 class GuardedConsumer(Consumer):  # type: ignore[misc]
