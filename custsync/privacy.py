@@ -10,17 +10,29 @@ from typing import Any
 
 SECRET_WORDS = ("authorization", "password", "token", "secret", "api_key", "apikey", "dsn")
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_DIGITS = re.compile(r"\+?\d[\d\s-]{4,}\d")  # national ids, tax numbers, phones
+# Shapes of personal data in free text (emails; national ids, tax numbers, phones), matched
+# after the shapes known not to be personal, which are kept whole: task ids, timestamps and
+# durations stay readable ("mask values, not shapes").
+_SHAPES = re.compile(
+    r"(?P<keep>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"|(?<![\d.])\d{1,6}\.\d+(?![\d.]))"
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|\+?\d[\d\s-]{4,}\d",
+    re.IGNORECASE,
+)
 MASK = "***"
+
+
+def _mask_shape(match: re.Match[str]) -> str:
+    return match.group() if match.group("keep") else MASK
 
 
 def mask_text(text: str, known: Iterable[str] = ()) -> str:
     """Replace known personal values, then anything shaped like an email or a long number."""
     for value in sorted({v for v in known if len(v) >= 3}, key=len, reverse=True):
         text = text.replace(value, MASK)
-    text = _EMAIL.sub(MASK, text)
-    return _DIGITS.sub(MASK, text)
+    return _SHAPES.sub(_mask_shape, text)
 
 
 def _texts(value: Any) -> list[str]:

@@ -119,6 +119,27 @@ def test_log_filter_scrubs_messages_and_tracebacks() -> None:
     assert "partner echoed *** *** token=***" in line["exc"]
 
 
+# Celery's own lines, as its worker logs them: ids, timings and times are not personal.
+CELERY_LINES = [
+    "Task custsync.apply_update[6a1f2c14-1234-5678-9abc-def012345678] succeeded in"
+    " 0.012345678s: None",
+    "Task custsync.apply_update[0c1d2e3f-4455-6677-8899-aabbccddeeff] received",
+    "Connected to redis://127.0.0.1:40123/3 at 2026-12-04 13:31:33,123",
+]
+
+
+@pytest.mark.parametrize("line", CELERY_LINES)
+def test_log_filter_masks_values_not_shapes(line: str) -> None:
+    def scrubbed(msg: str) -> str:
+        record = logging.LogRecord("celery.app.trace", logging.INFO, __file__, 1, msg, None, None)
+        with handling(ENVELOPE):
+            ScrubFilter().filter(record)
+        return record.getMessage()
+
+    assert scrubbed(line) == line
+    assert scrubbed(f"{line} for 10000000146 <a.b@example.com>") == f"{line} for *** <***>"
+
+
 def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
 
