@@ -87,7 +87,12 @@ def _broker_specific(broker: str, s: Any) -> dict[str, Any]:
         transport = {"broker_transport": REDIS_TRANSPORT}
     return {
         **transport,
+        "broker_connection_timeout": s.redis_timeout_s,
         "broker_transport_options": {
+            # Without these a Redis that accepts but never answers blocks the worker for good,
+            # deaf to SIGTERM (kombu's default is no timeout); a BRPOP waits 1 s, well below.
+            "socket_timeout": max(s.redis_timeout_s, 2.0),
+            "socket_connect_timeout": s.redis_timeout_s,
             "visibility_timeout": s.visibility_timeout_s,
             # Sweep for messages of dead workers often enough to matter (kombu: ~100 s).
             "unacked_restore_interval": restore_s,

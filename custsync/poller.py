@@ -7,7 +7,11 @@ import threading
 import time
 from typing import Any
 
+import redis
+from kombu.exceptions import OperationalError
+
 from custsync.producer import enqueue
+from custsync.redis_errors import cause
 from custsync.runtime import Runtime
 from custsync.state.breaker import Breaker, BreakerState
 from custsync.state.journal import Journal
@@ -81,12 +85,36 @@ class RetryPoller:
         self.journal.recover(lambda items: enqueue(items, self.app), RECOVERY_INTERVAL_S)
 
     def _run(self) -> None:
+        down_since: float | None = None  # an outage is one line when it starts, one at its end
         while not self._stop.is_set():
             try:
                 self.poll_once()
                 self.rt.dlq.retention.maybe_trim()  # an idle DLQ must age out too
                 self._recover_lost()
-            except Exception:  # keep polling: a Redis blip must not stop retries for good
+            except (
+                redis.RedisError,
+                OperationalError,
+            ) as exc:  # keep polling: retries resume when Redis is back
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.error(
+                        "retry poller: cannot reach Redis: %s; retrying every %g s",
+                        cause(exc, self.rt.settings.redis_timeout_s),
+                        self._backoff_s,
+                    )
+                self._stop.wait(self._backoff_s)
+                continue
+            except Exception:  # a bug: its traceback, but the poller goes on
                 log.exception("retry poller failed; trying again")
-                self._stop.wait(min(5.0, self.interval_s * 10))
+                self._stop.wait(self._backoff_s)
+            if down_since is not None:
+                log.warning(
+                    "retry poller: Redis reachable again after %.0f s",
+                    time.monotonic() - down_since,
+                )
+                down_since = None
             self._stop.wait(self.interval_s)
+
+    @property
+    def _backoff_s(self) -> float:
+        return min(5.0, self.interval_s * 10)

@@ -67,8 +67,12 @@ def _redis_broker(app: Any) -> redis.Redis | None:
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
+            timeout = (app.conf.broker_transport_options or {}).get("socket_timeout") or 5.0
             client = _clients[url] = redis.Redis.from_url(
-                url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
+                url,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                health_check_interval=30,
             )
         return client
 

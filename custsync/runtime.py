@@ -50,8 +50,8 @@ class Runtime:
             decode_responses=True,
             max_connections=self.settings.concurrency * 2 + 8,
             health_check_interval=30,
-            socket_connect_timeout=5,
-            socket_timeout=30,
+            socket_connect_timeout=self.settings.redis_timeout_s,
+            socket_timeout=self.settings.redis_timeout_s,
         )
 
     @cached_property

@@ -48,6 +48,9 @@ class _GlobalSchema(Schema):
     concurrency = fields.Integer(
         data_key="CUSTSYNC_CONCURRENCY", load_default=8, validate=validate.Range(1, 512)
     )
+    redis_timeout_s = fields.Float(
+        data_key="CUSTSYNC_REDIS_TIMEOUT_S", load_default=5.0, validate=validate.Range(0.5, 300)
+    )
     poll_interval_s = _positive(data_key="CUSTSYNC_POLL_INTERVAL_S", load_default=0.5)
     visibility_timeout_s = _positive(data_key="CUSTSYNC_VISIBILITY_TIMEOUT_S", load_default=3600)
     task_time_limit_s = _positive(data_key="CUSTSYNC_TASK_TIME_LIMIT_S", load_default=120)
@@ -159,6 +162,7 @@ class Settings:
     embedded_db: int = 0
     key_prefix: str = DEFAULT_PREFIX
     concurrency: int = 8
+    redis_timeout_s: float = 5.0  # connect and reply, every Redis client (state and broker)
     poll_interval_s: float = 0.5
     visibility_timeout_s: float = 3600.0
     task_time_limit_s: float = 120.0

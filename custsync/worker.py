@@ -15,6 +15,7 @@ from custsync.logs import configure_logging
 from custsync.observability import ScrubFilter
 from custsync.poller import RetryPoller
 from custsync.runtime import get_runtime
+from custsync.shutdown import arm_watchdog, deadline_s
 
 __all__ = ["app", "celery_config", "producer_app", "runtime_of"]
 
@@ -52,6 +53,14 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
             " use the threads pool (the default)"
         )
     observability.setup(rt)
+
+
+@signals.worker_shutting_down.connect
+def _arm_shutdown_watchdog(exitcode: Any = None, **_: Any) -> None:
+    """Whatever Celery is stuck on, the process ends within its grace period."""
+    rt = get_runtime()
+    soft = float(app.conf.worker_soft_shutdown_timeout or 0)
+    arm_watchdog(deadline_s(soft, rt.settings.redis_timeout_s), int(exitcode or 0))
 
 
 @signals.after_setup_logger.connect

@@ -73,6 +73,7 @@ def test_status_exits_4_with_the_password_masked_when_redis_is_unreachable(
     assert result.returncode == 4
     assert (
         result.stderr
-        == f"custsync: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: ConnectionError\n"
+        == f"custsync: cannot reach Redis at redis://:***@127.0.0.1:{port}/0: connection refused;"
+        " check the host and port, and that Redis is running\n"
     )
     assert "s3cr3t" not in result.stdout + result.stderr

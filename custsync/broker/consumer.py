@@ -17,6 +17,7 @@ from custsync.broker.contract import Malformed, check_body, check_content, check
 from custsync.broker.messages import label
 from custsync.broker.quarantine import quarantine
 from custsync.runtime import get_runtime
+from custsync.shutdown import HEART_STEP
 
 log = logging.getLogger("custsync.consumer")
 
@@ -40,6 +41,13 @@ def check_message(message: Any, max_event_bytes: int) -> None:
 
 
 class GuardedConsumer(Consumer):  # type: ignore[misc]
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc]
+        # A heartbeat that never blocks the consumer's thread on a hung broker.
+        default_steps = [
+            "custsync.shutdown:Heart" if step == HEART_STEP else step
+            for step in Consumer.Blueprint.default_steps
+        ]
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         """kombu could not decode it (e.g. an unknown compression): Celery would drop it."""
         _set_aside(message, Malformed("body", f"cannot be decoded ({type(exc).__name__})"))

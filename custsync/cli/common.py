@@ -14,6 +14,7 @@ import redis
 
 from custsync import exitcodes
 from custsync.errors import SettingsError, UsageError
+from custsync.redis_errors import cause
 from custsync.runtime import Runtime, get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,6 +33,17 @@ def runtime() -> Runtime:
         fail(f"configuration error: {exc}", exitcodes.CONFIG_ERROR)
 
 
+def redis_failure(exc: BaseException) -> str:
+    """``cannot reach Redis at URL: what failed; what to check`` (password masked)."""
+    from custsync.embedded.server import mask_url
+
+    url, timeout_s = "?", None
+    with contextlib.suppress(Exception):  # the URL itself may be what failed
+        rt = get_runtime()
+        url, timeout_s = mask_url(rt.redis_url), rt.settings.redis_timeout_s
+    return f"cannot reach Redis at {url}: {cause(exc, timeout_s)}"
+
+
 def handle_errors(func: F) -> F:
     """Turn user errors and unreachable services into one line and a named exit code."""
 
@@ -44,12 +56,7 @@ def handle_errors(func: F) -> F:
         except UsageError as exc:
             fail(str(exc), exitcodes.FAILURE)
         except redis.RedisError as exc:
-            from custsync.embedded.server import mask_url
-
-            url = "?"
-            with contextlib.suppress(Exception):  # the URL itself may be what failed
-                url = mask_url(get_runtime().redis_url)
-            fail(f"cannot reach Redis at {url}: {type(exc).__name__}", exitcodes.UNAVAILABLE)
+            fail(redis_failure(exc), exitcodes.UNAVAILABLE)
         except KeyboardInterrupt:
             fail("interrupted", exitcodes.INTERRUPTED)
 

@@ -15,6 +15,7 @@ import redis
 from custsync import exitcodes
 from custsync.cli.common import fail, handle_errors, runtime
 from custsync.embedded.server import mask_url
+from custsync.redis_errors import cause
 from custsync.runtime import Runtime
 
 
@@ -38,7 +39,7 @@ def check_redis(rt: Runtime, timeout_s: float) -> float:
         client.ping()
     except redis.RedisError as exc:
         fail(
-            f"unhealthy: Redis at {mask_url(url)} did not answer ({type(exc).__name__})",
+            f"unhealthy: cannot reach Redis at {mask_url(url)}: {cause(exc, timeout_s)}",
             exitcodes.UNAVAILABLE,
         )
     finally:

@@ -285,6 +285,13 @@ class EphemeralRedis:
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
+    @property
+    def pid(self) -> int:
+        """The server's process (tests stop it with SIGSTOP to play a hung Redis)."""
+        if self._pid is None:
+            raise UsageError("EphemeralRedis is not started")
+        return self._pid
+
     def start(self, timeout_s: float = 15.0, port: int | None = None) -> EphemeralRedis:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         atexit.register(self.stop)
