@@ -30,8 +30,10 @@ def _mask_shape(match: re.Match[str]) -> str:
 
 def mask_text(text: str, known: Iterable[str] = ()) -> str:
     """Replace known personal values, then anything shaped like an email or a long number."""
-    for value in sorted({v for v in known if len(v) >= 3}, key=len, reverse=True):
-        text = text.replace(value, MASK)
+    values = sorted({v for v in known if len(v) >= 3}, key=len, reverse=True)
+    if values:  # whole values only: an address "test" must not turn "tests/" into "***s/"
+        pattern = "|".join(re.escape(v) for v in values)
+        text = re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", MASK, text)
     return _SHAPES.sub(_mask_shape, text)
 
 

@@ -1,10 +1,9 @@
 """A worker stops on SIGTERM or SIGINT within its grace period, even when Redis hangs.
 
-Celery sends its heartbeat with "retry until the broker answers" on the consumer's own
-thread: with a Redis that accepts connections but never answers, that loop never returns
-to see the shutdown flag. Our heartbeat does not retry (a missed beat is buffered and sent
-later), and a watchdog ends the process if a shutdown still has not finished by its
-deadline: late-acked messages are then redelivered, nothing is lost.
+The heartbeat no longer blocks on a hung broker (custsync.broker.heart); for anything else
+Celery might be stuck on, a watchdog ends the process if a shutdown still has not finished
+by its deadline: late-acked messages are then redelivered, nothing is lost. No Celery
+import here: the worker imports this before Sentry patches Celery's tracer.
 """
 
 from __future__ import annotations
@@ -12,28 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
-
-from celery.worker import heartbeat
-from celery.worker.consumer import heart
 
 log = logging.getLogger("custsync.worker")
 
-HEART_STEP = "celery.worker.consumer.heart:Heart"
 SHUTDOWN_MARGIN_S = 5.0  # after the soft shutdown and a last Redis wait, before SIGKILL
-
-
-class _Heart(heartbeat.Heart):  # type: ignore[misc]
-    def _send(self, event: str, retry: bool = False) -> Any:
-        return super()._send(event, retry=retry)
-
-
-class Heart(heart.Heart):  # type: ignore[misc]
-    """Celery's heartbeat step, sending beats that give up instead of retrying forever."""
-
-    def start(self, c: Any) -> None:
-        c.heart = _Heart(c.timer, c.event_dispatcher, self.heartbeat_interval)
-        c.heart.start()
 
 
 def deadline_s(soft_shutdown_s: float, redis_timeout_s: float) -> float:

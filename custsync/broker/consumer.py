@@ -17,7 +17,6 @@ from custsync.broker.contract import Malformed, check_body, check_content, check
 from custsync.broker.messages import label
 from custsync.broker.quarantine import quarantine
 from custsync.runtime import get_runtime
-from custsync.shutdown import HEART_STEP
 
 log = logging.getLogger("custsync.consumer")
 
@@ -40,11 +39,14 @@ def check_message(message: Any, max_event_bytes: int) -> None:
     headers["argsrepr"], headers["kwargsrepr"] = label(call.envelope), "{}"
 
 
+HEART_STEP = "celery.worker.consumer.heart:Heart"
+
+
 class GuardedConsumer(Consumer):  # type: ignore[misc]
     class Blueprint(Consumer.Blueprint):  # type: ignore[misc]
         # A heartbeat that never blocks the consumer's thread on a hung broker.
         default_steps = [
-            "custsync.shutdown:Heart" if step == HEART_STEP else step
+            "custsync.broker.heart:Heart" if step == HEART_STEP else step
             for step in Consumer.Blueprint.default_steps
         ]
 
