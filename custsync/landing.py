@@ -77,7 +77,7 @@ class Job(Arrival):
 
 
 def mask(text: str, job: Arrival) -> str:
-    return mask_text(text, personal_values(job.changes, job.public))
+    return mask_text(text, personal_values(job.changes, job.public), job.field("customer_id"))
 
 
 class Landing:

@@ -14,7 +14,7 @@ SECRET_WORDS = ("authorization", "password", "token", "secret", "api_key", "apik
 # after the shapes known not to be personal, which are kept whole: task ids, timestamps and
 # durations stay readable ("mask values, not shapes").
 _SHAPES = re.compile(
-    r"(?P<keep>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"(?P<keep>…[0-9a-f]{8}(?![0-9a-f])|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
     r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
     r"|(?<![\d.])\d{1,6}\.\d+(?![\d.]))"
     r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
@@ -28,8 +28,11 @@ def _mask_shape(match: re.Match[str]) -> str:
     return match.group() if match.group("keep") else MASK
 
 
-def mask_text(text: str, known: Iterable[str] = ()) -> str:
-    """Replace known personal values, then anything shaped like an email or a long number."""
+def mask_text(text: str, known: Iterable[str] = (), customer_id: Any = None) -> str:
+    """The customer id by its pseudonym, known personal values masked, then anything shaped
+    like an email or a long number."""
+    if isinstance(customer_id, str) and len(customer_id) >= 3:
+        text = re.sub(rf"(?<!\w){re.escape(customer_id)}(?!\w)", mask_id(customer_id), text)
     values = sorted({v for v in known if len(v) >= 3}, key=len, reverse=True)
     if values:  # whole values only: an address "test" must not turn "tests/" into "***s/"
         pattern = "|".join(re.escape(v) for v in values)
@@ -68,8 +71,11 @@ def redact_changes(changes: Any, public: frozenset[str] = frozenset()) -> Any:
     return {k: (v if k in public or v in (None, "") else MASK) for k, v in changes.items()}
 
 
-# Envelope fields known not to be personal; customer_id is shown as a pseudonym.
-ENVELOPE_PUBLIC = frozenset({"event_id", "target", "occurred_at", "sequence", "source"})
+# Envelope fields known not to be personal (ids and times by contract, README "The event
+# envelope"); customer_id is shown as a pseudonym.
+ENVELOPE_PUBLIC = frozenset(
+    {"event_id", "target", "occurred_at", "sequence", "source", "correlation_id"}
+)
 
 
 def redact_envelope(envelope: Any, public: frozenset[str] = frozenset()) -> Any:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from custsync import exitcodes
 from custsync.embedded.server import EphemeralRedis
+from custsync.privacy import mask_id
 from custsync.sandbox import Sandbox
 from tests.conftest import db_url, wait_for
 from tests.dlq_support import Quiet, entry, json_lines, queued_event_ids, start_cli
@@ -103,7 +105,7 @@ def test_export_writes_private_envelopes_that_publish_accepts(quiet: Quiet, tmp_
     quiet.rt.dlq.add_many([*missing, entry(reason="rejected", status=422)])
     out = tmp_path / "dlq.ndjson"
 
-    exported = quiet.cli("dlq", "export", "--reason", "not_found", "-o", str(out))
+    exported = quiet.cli("dlq", "export", "--reason", "not_found", "--show-payload", "-o", str(out))
     assert exported.returncode == 0
     assert "exported 3 envelopes" in exported.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -115,14 +117,24 @@ def test_export_writes_private_envelopes_that_publish_accepts(quiet: Quiet, tmp_
     assert published.returncode == 0, published.stderr
     assert sorted(queued_event_ids(quiet.raw)) == sorted(e.event_id for e in missing)
 
-    full = quiet.cli("dlq", "export", "--entries", missing[0].event_id)
+    full = quiet.cli("dlq", "export", "--entries", "--show-payload", missing[0].event_id)
     (record,) = json_lines(full.stdout)
     assert (record["event_id"], record["reason"], record["status"]) == (
         missing[0].event_id,
         "not_found",
         404,
     )
+    assert record["customer_id"] == missing[0].customer_id
     assert "PERSONAL DATA" in quiet.cli("dlq", "export", "--help").stdout
+    masked = quiet.cli("dlq", "export", "--reason", "not_found")  # the default: masked entries
+    rows = json_lines(masked.stdout)
+    assert [row["customer"] for row in rows] == [mask_id(e.customer_id) for e in missing]
+    assert all("customer_id" not in row and "C-" not in json.dumps(row) for row in rows)
+    assert "exported 3 masked entries" in masked.stderr
+    (tmp_path / "masked.ndjson").write_text(masked.stdout)
+    refused = quiet.cli("publish", str(tmp_path / "masked.ndjson"))
+    assert refused.returncode == exitcodes.INVALID_INPUT  # a masked export is never published
+    assert sorted(queued_event_ids(quiet.raw)) == sorted(e.event_id for e in missing)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import redis
 
 from custsync.dlq.query import Filter, Query
 from custsync.embedded.server import EphemeralRedis
+from custsync.privacy import mask_id
 from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
@@ -109,7 +110,8 @@ def test_a_rejected_batch_is_listed_filtered_shown_and_replayed_with_the_same_ke
     assert {row["event_id"] for row in listed} == {e["event_id"] for e in batch}
     for row in listed:
         assert (row["reason"], row["status"], row["attempts"]) == ("not_found", 404, 1)
-        assert {"customer_id", "target", "first_seen_at", "dead_lettered_at", "error"} <= set(row)
+        assert {"customer", "target", "first_seen_at", "dead_lettered_at", "error"} <= set(row)
+        assert "customer_id" not in row  # a pseudonym unless --show-payload
         assert "envelope" not in row
     narrow = ("--target", "minted", "--reason", "not_found", "--status", "404", "--since", since)
     by_target = cli(stack.env, "dlq", "list", *narrow, "--json")
@@ -119,7 +121,10 @@ def test_a_rejected_batch_is_listed_filtered_shown_and_replayed_with_the_same_ke
     assert by_customer.returncode == 0
     header, row = by_customer.stdout.splitlines()
     assert header.split()[:4] == ["EVENT", "ID", "TARGET", "CUSTOMER"]
-    assert row.split()[:4] == [one["event_id"], "minted", one["customer_id"], "not_found"]
+    pseudonym = mask_id(one["customer_id"])
+    assert row.split()[:4] == [one["event_id"], "minted", pseudonym, "not_found"]
+    revealed = cli(stack.env, "dlq", "list", "--customer", one["customer_id"], "--show-payload")
+    assert revealed.stdout.splitlines()[1].split()[2] == one["customer_id"]
 
     shown = cli(stack.env, "dlq", "show", one["event_id"])
     assert shown.returncode == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 import click
@@ -11,10 +10,9 @@ import click
 from custsync import exitcodes
 from custsync.cli.common import echo_json, fail, handle_errors, runtime
 from custsync.cli.dlq_options import (
-    HIDDEN,
     age,
     filter_options,
-    shown_envelope,
+    shown,
     table,
     when,
     when_and_age,
@@ -45,7 +43,7 @@ def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_paylo
     page = Query(runtime().dlq, flt).page(limit, offset)
     if as_json:
         for entry in page.entries:
-            row = entry.summary()
+            row = entry.summary(reveal=show_payload)
             if show_payload:
                 row["envelope"] = entry.envelope
             echo_json(row)
@@ -53,7 +51,7 @@ def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_paylo
     if not page.entries:
         click.echo("the DLQ is empty" if flt.is_empty() and not offset else "no entries match")
         return
-    lines = table(page.entries)
+    lines = table(page.entries, reveal=show_payload)
     click.echo(lines[0])
     for entry, line in zip(page.entries, lines[1:], strict=True):
         click.echo(line)
@@ -63,20 +61,6 @@ def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_paylo
     of = f" of {page.total}" if page.total is not None else ""
     more = f"; next page: --offset {last}" if page.more else ""
     click.echo(f"entries {offset + 1}-{last}{of}{more}", err=True)
-
-
-def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
-    """Every field of an entry; the envelope's personal data and partner bodies on request."""
-    data = asdict(entry)
-    data["envelope"] = shown_envelope(entry.envelope, show_payload)
-    if not show_payload:
-        data["response"] = HIDDEN if entry.response else None
-        data["raw"] = HIDDEN if entry.raw else None  # a malformed message's body
-        data["headers"] = HIDDEN if entry.headers else None
-        data["history"] = [
-            {**h, "response": HIDDEN if h.get("response") else None} for h in entry.history
-        ]
-    return data
 
 
 @dlq_group.command("show")
@@ -110,7 +94,7 @@ def _show_one(entry: DeadLetter, show_payload: bool) -> None:
         ("entry id", entry.entry_id),
         ("event id", entry.event_id or "- (none valid)"),
         ("target", entry.target or "-"),
-        ("customer", entry.customer_id or "-"),
+        ("customer", data.get("customer_id", data.get("customer")) or "-"),
         ("reason", f"{entry.reason}{status}"),
         ("error", f"{entry.error_class}: {entry.error}"),
         ("attempts", str(entry.attempts)),

@@ -6,6 +6,7 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -13,7 +14,7 @@ import click
 
 from custsync import exitcodes
 from custsync.cli.common import fail
-from custsync.dlq.entry import REASONS, DeadLetter
+from custsync.dlq.entry import REASONS, DeadLetter, customer_label
 from custsync.dlq.query import Filter, parse_time
 from custsync.privacy import redact_envelope
 
@@ -146,14 +147,34 @@ def shown_envelope(envelope: Any, show_payload: bool) -> Any:
     return redact_envelope(envelope, public_fields(target))
 
 
-def table(entries: Sequence[DeadLetter]) -> list[str]:
-    """Rows sized to this page, ids never cut (they are what an operator copies)."""
+def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
+    """Every field of an entry; the envelope's personal data and partner bodies on request."""
+    data = asdict(entry)
+    data["envelope"] = shown_envelope(entry.envelope, show_payload)
+    if not show_payload:
+        data["customer"] = customer_label(data.pop("customer_id"))
+        data["response"] = HIDDEN if entry.response else None
+        data["raw"] = HIDDEN if entry.raw else None  # a malformed message's body
+        data["headers"] = HIDDEN if entry.headers else None
+        data["history"] = [
+            {
+                **{k: v for k, v in h.items() if k != "customer_id"},
+                "response": HIDDEN if h.get("response") else None,
+            }
+            for h in entry.history
+        ]
+    return data
+
+
+def table(entries: Sequence[DeadLetter], reveal: bool = False) -> list[str]:
+    """Rows sized to this page, ids never cut (they are what an operator copies); customers
+    as their pseudonyms unless ``reveal``."""
     now = time.time()
     rows = [
         (
             e.label,
             e.target or "-",
-            e.customer_id or "-",
+            (e.customer_id if reveal else customer_label(e.customer_id)) or "-",
             e.reason,
             str(e.status or "-"),
             str(e.attempts),

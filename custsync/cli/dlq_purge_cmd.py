@@ -19,6 +19,7 @@ from custsync.cli.dlq_options import (
     filter_options,
     need_yes,
     require_selection,
+    shown,
 )
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.purge import purge
@@ -70,6 +71,11 @@ def purge_command(
 @filter_options
 @click.option("--entries", "full", is_flag=True, help="Whole entries (with errors and history).")
 @click.option(
+    "--show-payload",
+    is_flag=True,
+    help="Personal data as it is: bare envelopes `custsync publish` takes (or whole entries).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -77,13 +83,15 @@ def purge_command(
 )
 @handle_errors
 def export_command(
-    event_ids: tuple[str, ...], flt: Filter, full: bool, output: Path | None
+    event_ids: tuple[str, ...], flt: Filter, full: bool, show_payload: bool, output: Path | None
 ) -> None:
-    """Write entries as NDJSON, oldest first: envelopes ready for `custsync publish`, or
-    whole entries with --entries. Every entry by default.
+    """Write entries as NDJSON, oldest first; every entry unless ids or filters say.
 
-    The output holds the events' PERSONAL DATA (names, national ids, emails, phones)
-    unmasked: keep it private and delete it when done.
+    By default each line is an entry as `dlq show --json` shows it: personal data masked,
+    customers as pseudonyms, safe to attach to a ticket (and never taken by `publish`).
+    With --show-payload: bare envelopes ready for `custsync publish` (whole entries with
+    --entries) holding the events' PERSONAL DATA (names, national ids, emails, phones)
+    unmasked: keep that file private and delete it when done.
     """
     store = runtime().dlq
     chosen: Iterable[DeadLetter]
@@ -93,18 +101,22 @@ def export_command(
             click.echo(f"not in the DLQ: {event_id}", err=True)
     else:
         chosen = Query(store, flt).oldest_first()
+    mode = ("entries" if full else "envelopes") if show_payload else "masked"
     if output is None:
-        counts = _write(chosen, full, sys.stdout)
+        counts = _write(chosen, mode, sys.stdout)
     else:
         try:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
             bad_input(f"cannot write {output}: {exc.strerror}")
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            counts = _write(chosen, full, stream)
+            counts = _write(chosen, mode, stream)
     where = f" to {output}" if output else ""
     written, skipped = counts
-    click.echo(f"exported {written} {'entries' if full else 'envelopes'}{where}", err=True)
+    what = {"entries": "entries", "envelopes": "envelopes", "masked": "masked entries"}[mode]
+    click.echo(f"exported {written} {what}{where}", err=True)
+    if mode == "masked" and written:
+        click.echo("personal data masked; --show-payload exports it (to republish)", err=True)
     if skipped:
         click.echo(
             f"skipped {skipped} malformed messages without an envelope (--entries has them)",
@@ -112,14 +124,19 @@ def export_command(
         )
 
 
-def _write(entries: Iterable[DeadLetter], full: bool, stream: IO[str]) -> tuple[int, int]:
+def _write(entries: Iterable[DeadLetter], mode: str, stream: IO[str]) -> tuple[int, int]:
     """(written, skipped): a malformed message with no envelope has nothing to publish."""
     written = skipped = 0
     for entry in entries:
-        if not full and entry.envelope is None:
+        if mode == "envelopes" and entry.envelope is None:
             skipped += 1
             continue
-        line = entry.to_json() if full else json.dumps(entry.envelope, ensure_ascii=False)
+        if mode == "masked":
+            line = json.dumps(shown(entry, False), ensure_ascii=False, default=str)
+        elif mode == "entries":
+            line = entry.to_json()
+        else:
+            line = json.dumps(entry.envelope, ensure_ascii=False)
         stream.write(line + "\n")
         written += 1
     stream.flush()

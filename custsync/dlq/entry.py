@@ -10,10 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from custsync.privacy import mask_id
+
 REASONS = ("invalid", "rejected", "not_found", "auth", "exhausted", "poison", "malformed")
 _SUMMARY_FIELDS = (
     "entry_id", "event_id", "target", "customer_id", "reason", "status", "attempts", "error",
 )  # fmt: skip
+
+
+def customer_label(customer_id: Any) -> str | None:
+    """The pseudonym a customer id is shown as outside ``--show-payload`` (as in the logs)."""
+    return mask_id(customer_id) if isinstance(customer_id, str) and customer_id else None
 
 
 def event_id_of(envelope: Any) -> str:
@@ -87,9 +94,12 @@ class DeadLetter:
         known.setdefault("entry_id", data.get("event_id"))  # entries stored before entry ids
         return cls(**known)
 
-    def summary(self) -> dict[str, Any]:
-        """What ``dlq list --json`` prints: no envelope, no partner body."""
+    def summary(self, reveal: bool = False) -> dict[str, Any]:
+        """What ``dlq list --json`` prints: no envelope, no partner body, and the customer
+        as its pseudonym (``customer``) unless ``reveal`` (``customer_id``)."""
         out = {k: getattr(self, k) for k in _SUMMARY_FIELDS}
+        if not reveal:
+            out["customer"] = customer_label(out.pop("customer_id"))
         out.update(
             first_seen_at=self.first_seen_at,
             dead_lettered_at=self.dead_lettered_at,

@@ -66,7 +66,8 @@ def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
 def _masked(exc: InvalidEvent, entry: DeadLetter) -> str:
 
     changes = entry.envelope.get("changes") if isinstance(entry.envelope, dict) else None
-    return mask_text(str(exc), personal_values(changes, public_fields(entry.target)))
+    known = personal_values(changes, public_fields(entry.target))
+    return mask_text(str(exc), known, entry.customer_id)
 
 
 class Item(NamedTuple):

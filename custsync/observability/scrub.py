@@ -60,17 +60,19 @@ def _target_names() -> frozenset[str]:
     return frozenset(REGISTRY)
 
 
-def _context() -> tuple[list[str], str]:
-    """(personal values, event id) of the current event, or nothing outside a task."""
+def _context() -> tuple[list[str], str, Any]:
+    """(personal values, event id, customer id) of the current event, or nothing outside a
+    task."""
     envelope = _current.get()
     if not isinstance(envelope, Mapping):
-        return [], ""
+        return [], "", None
     event_id = envelope.get("event_id")
     event_id = event_id if isinstance(event_id, str) else ""
     # A first name "vendor" must not mask the target's name in every message about it.
     kept = [*_target_names(), event_id]
     known = personal_values(envelope.get("changes"), public_fields(envelope.get("target")))
-    return [v for v in known if not any(v in word for word in kept)], event_id
+    kept_known = [v for v in known if not any(v in word for word in kept)]
+    return kept_known, event_id, envelope.get("customer_id")
 
 
 def _mask_secrets(text: str) -> str:
@@ -81,11 +83,11 @@ def _mask_secrets(text: str) -> str:
 
 def scrub_text(text: str) -> str:
     """``text`` without personal values or secrets; the current event id survives."""
-    known, event_id = _context()
+    known, event_id, customer_id = _context()
     if event_id and event_id in text:
         parts = text.split(event_id)
-        return event_id.join(mask_text(_mask_secrets(p), known) for p in parts)
-    return mask_text(_mask_secrets(text), known)
+        return event_id.join(mask_text(_mask_secrets(p), known, customer_id) for p in parts)
+    return mask_text(_mask_secrets(text), known, customer_id)
 
 
 @functools.cache

@@ -103,7 +103,9 @@ def report_dead_letter(entry: DeadLetter, target: str) -> None:
         "field_errors": entry.field_errors,
     }
     if entry.response:
-        details["response"] = mask_text(entry.response, known)  # secrets: before_send
+        details["response"] = mask_text(
+            entry.response, known, entry.customer_id
+        )  # secrets: before_send
     sentry_sdk.capture_message(
         f"{target}: event dead-lettered ({entry.reason})",
         level="warning",
