@@ -17,11 +17,12 @@ from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter, entry_id_for, event_id_of
 from custsync.errors import CustsyncError, InvalidEvent
 from custsync.outcomes import Outcome, Result
-from custsync.privacy import mask_text, personal_values
+from custsync.privacy import mask_text, maskable, personal_values
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
 from custsync.state.journal import Journal
 from custsync.state.retryset import schedule
+from custsync.targets import REGISTRY
 from custsync.targets.base import Target
 
 
@@ -77,7 +78,8 @@ class Job(Arrival):
 
 
 def mask(text: str, job: Arrival) -> str:
-    return mask_text(text, personal_values(job.changes, job.public), job.field("customer_id"))
+    known = maskable(personal_values(job.changes, job.public), REGISTRY)
+    return mask_text(text, known, job.field("customer_id"))
 
 
 class Landing:

@@ -58,6 +58,13 @@ def personal_values(changes: Any, public: frozenset[str] = frozenset()) -> list[
     return [t for k, v in changes.items() if k not in public for t in _texts(v)]
 
 
+def maskable(known: Iterable[str], kept: Iterable[str]) -> list[str]:
+    """The known values to mask, less those inside a word that must stay readable: a first
+    name "vendor" must not mask the target's name in every message about it."""
+    kept = list(kept)
+    return [v for v in known if not any(v in word for word in kept)]
+
+
 def mask_id(value: str) -> str:
     """A stable short pseudonym for a customer id, for log lines and labels."""
     digest = hashlib.blake2b(value.encode(), digest_size=4).hexdigest()

@@ -29,7 +29,7 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     pipe = rt.redis.pipeline()
     schedule(pipe, keys, "minted", waiting, Delivery(attempts=1), now + 60)
     pipe.set(keys.pause("vendor"), json.dumps({"until": now + 120, "reason": "throttled"}))
-    pipe.hset(keys.breaker("minted"), mapping={"failures": 3, "state": "open"})
+    pipe.hset(keys.breaker("minted"), mapping={"failures": 5, "c:C-9": 1})  # 5: the threshold
     pipe.hset(keys.breaker("minted"), "opened_until", now + 30)
     pipe.set(keys.last_success("minted"), now - 5)
     pipe.execute()
@@ -45,8 +45,13 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     assert minted["retry"]["size"] == 1
     assert minted["retry"]["next_due"] == pytest.approx(now + 60, abs=1)
     assert minted["dlq"] == {"not_found": 2}
-    assert minted["breaker"]["state"] == "open"
-    assert minted["breaker"]["failures"] == "3"
+    assert minted["breaker"] == {
+        "state": "open",
+        "failing_customers": 5,
+        "threshold": 5,
+        "open_until": pytest.approx(now + 30, abs=1),
+    }
+    assert vendor["breaker"]["state"] == "closed"
     assert minted["last_success"] == pytest.approx(now - 5, abs=1)
     assert minted["paused"] is None
     assert vendor["paused"]["reason"] == "throttled"
@@ -56,7 +61,9 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     text = quiet.cli("status").stdout
     assert "queue   custsync: 2 waiting" in text
     assert "retry set     1 waiting, next due in " in text
-    assert "breaker       open, failures 3, open until " in text
+    assert "breaker       open until " in text and "5 customers failing of 5 to open" in text
+    assert "breaker       closed\n" in text  # vendor
+    assert "C-9" not in text  # the failing customers are counted, never named
     assert "paused        until " in text and "(throttled)" in text
     assert "last success  never" in text
 

@@ -63,5 +63,10 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 entry``, ``2 entries``, ``1,024 events``."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, default=str, separators=(",", ":")))

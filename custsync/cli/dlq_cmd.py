@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from custsync import exitcodes
-from custsync.cli.common import echo_json, fail, handle_errors, runtime
+from custsync.cli.common import echo_json, fail, handle_errors, plural, runtime
 from custsync.cli.dlq_options import (
     age,
     filter_options,
@@ -142,7 +142,7 @@ def stats_command(as_json: bool) -> None:
     if stats["over_cap"]:
         cap += ": OVER CAP, replay or purge"
     days = stats["retention_s"] / 86_400
-    click.echo(f"{stats['total']:,} entries ({cap}; kept {days:g} days)")
+    click.echo(f"{plural(stats['total'], 'entry', 'entries')} ({cap}; kept {days:g} days)")
     if not stats["total"]:
         return
     for name in ("oldest", "newest"):

@@ -12,7 +12,8 @@ from typing import IO
 
 import click
 
-from custsync.cli.common import echo_json, handle_errors, runtime
+from custsync import exitcodes
+from custsync.cli.common import echo_json, handle_errors, plural, runtime
 from custsync.cli.dlq_options import (
     bad_input,
     confirm,
@@ -38,8 +39,9 @@ def purge_command(
 ) -> None:
     """Delete entries for good, by EVENT_ID..., by filter, or --all; prints what it removed.
 
-    `dlq export` first if they may be needed again. Exit code 2 for bad options or a missing
-    --yes without a terminal.
+    `dlq export` first if they may be needed again. Exit code 1 if an id named is not in the
+    DLQ (the others are still purged); 2 for bad options or a missing --yes without a
+    terminal.
     """
     require_selection(event_ids, flt, select_all, "purge")
     need_yes(yes)
@@ -54,16 +56,20 @@ def purge_command(
         click.echo(f"not in the DLQ: {event_id}", err=True)
     if not ids:
         click.echo("nothing to purge", err=True)
+        if missing:
+            sys.exit(exitcodes.FAILURE)
         return
     shown = ", ".join(f"{t}/{r} {n}" for (t, r), n in sorted(groups.items()))
-    confirm(f"Delete {len(ids)} DLQ entries for good ({shown})?", yes)
+    confirm(f"Delete {plural(len(ids), 'DLQ entry', 'DLQ entries')} for good ({shown})?", yes)
     removed = purge(store, ids, flt)
     for entry in removed:
         if as_json:
             echo_json(entry.summary())
         else:
             click.echo(f"removed {entry.label}  {entry.target or '-'}  {entry.reason}")
-    click.echo(f"purged {len(removed)} entries", err=True)
+    click.echo(f"purged {plural(len(removed), 'entry', 'entries')}", err=True)
+    if missing:
+        sys.exit(exitcodes.FAILURE)
 
 
 @click.command("export")
@@ -113,8 +119,12 @@ def export_command(
             counts = _write(chosen, mode, stream)
     where = f" to {output}" if output else ""
     written, skipped = counts
-    what = {"entries": "entries", "envelopes": "envelopes", "masked": "masked entries"}[mode]
-    click.echo(f"exported {written} {what}{where}", err=True)
+    what = {
+        "entries": ("entry", "entries"),
+        "envelopes": ("envelope", "envelopes"),
+        "masked": ("masked entry", "masked entries"),
+    }[mode]
+    click.echo(f"exported {plural(written, *what)}{where}", err=True)
     if mode == "masked" and written:
         click.echo("personal data masked; --show-payload exports it (to republish)", err=True)
     if skipped:

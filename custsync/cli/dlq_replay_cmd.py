@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from custsync import exitcodes
-from custsync.cli.common import echo_json, handle_errors, runtime
+from custsync.cli.common import echo_json, handle_errors, plural, runtime
 from custsync.cli.dlq_options import (
     bad_input,
     confirm,
@@ -16,6 +16,7 @@ from custsync.cli.dlq_options import (
     need_yes,
     require_selection,
 )
+from custsync.dlq.entry import customer_label
 from custsync.dlq.query import Filter
 from custsync.dlq.replay import Plan, Replayer, Summary, plan_replay
 from custsync.runtime import Runtime
@@ -64,7 +65,8 @@ def replay_command(
     them anyway). An entry leaves the DLQ only once its event is on the queue, so an
     interrupted replay is finished by running it again; with the Redis broker two replays
     never send one event twice (another broker: at least once, and the applied ledger drops
-    the repeat). Exit code 2 for bad options or a missing --yes without a terminal.
+    the repeat). Exit code 1 if an id named is not in the DLQ (the others are still
+    replayed); 2 for bad options or a missing --yes without a terminal.
     """
     per_s = parse_rate(rate)
     require_selection(event_ids, flt, select_all, "replay")
@@ -74,14 +76,21 @@ def replay_command(
     plan = plan_replay(rt, flt, event_ids, force)
     if dry_run:
         _print_plan(plan, as_json)
-        return
-    if not plan.replay:
+    elif not plan.replay:
         _print_summary(Summary(), plan, as_json)
-        return
+    else:
+        _replay(rt, plan, per_s, force, yes, as_json)
+    if plan.missing:
+        sys.exit(exitcodes.FAILURE)
+
+
+def _replay(
+    rt: Runtime, plan: Plan, per_s: float | None, force: bool, yes: bool, as_json: bool
+) -> None:
     if not yes:
         _print_plan(plan, as_json=False, err=True)
     pace = f" at {per_s:g}/s" if per_s else ""
-    confirm(f"Replay {len(plan.replay)} events{pace}?", yes)
+    confirm(f"Replay {plural(len(plan.replay), 'event')}{pace}?", yes)
     summary = _run(rt, plan, per_s, force, show_bar=sys.stderr.isatty() and not as_json)
     _print_summary(summary, plan, as_json)
 
@@ -125,14 +134,14 @@ def _print_plan(plan: Plan, as_json: bool, err: bool = False) -> None:
     def out(line: str) -> None:
         click.echo(line, err=err)
 
-    out(f"would replay {len(plan.replay)} events")
+    out(f"would replay {plural(len(plan.replay), 'event')}")
     for target, reason, count in plan.groups():
         out(f"  {target:<10}{reason:<12}{count:>8}")
     if plan.superseded:
         out(f"would skip {len(plan.superseded)} superseded by a newer applied change")
         out("  (they stay in the DLQ; --force replays them, `dlq purge ID...` removes them)")
         for item in plan.superseded[:SHOWN]:
-            out(f"  {item.event_id}  {item.target}  {item.customer_id}")
+            out(f"  {item.event_id}  {item.target}  {customer_label(item.customer_id)}")
     if plan.invalid:
         out(f"{len(plan.invalid)} still invalid under today's schemas (they stay in the DLQ)")
         for item, error in plan.invalid[:SHOWN]:
@@ -158,7 +167,7 @@ def _print_summary(summary: Summary, plan: Plan, as_json: bool) -> None:
             }
         )
         return
-    click.echo(f"replayed {summary.total} events")
+    click.echo(f"replayed {plural(summary.total, 'event')}")
     for (target, reason), count in sorted(summary.replayed.items()):
         click.echo(f"  {target:<10}{reason:<12}{count:>8}")
     left = {

@@ -11,7 +11,7 @@ from typing import IO, Any
 import click
 
 from custsync import exitcodes
-from custsync.cli.common import echo_json, handle_errors, runtime
+from custsync.cli.common import echo_json, handle_errors, plural, runtime
 from custsync.errors import InvalidEvent
 from custsync.producer import BATCH, enqueue
 from custsync.validation import validate_event
@@ -26,12 +26,14 @@ def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 def _parse(line: bytes) -> Any:
+    text = line.rstrip(b"\r\n")  # else a cut-off line's error points past its end
     try:
-        return json.loads(line)
+        return json.loads(text)
     except UnicodeDecodeError:
         raise InvalidEvent("not UTF-8 text", details={"_line": ["Not UTF-8 text."]}) from None
     except json.JSONDecodeError as exc:
-        msg = f"Not valid JSON ({exc.msg} at column {exc.colno})."
+        cut = " (the line ends early: truncated?)" if exc.pos >= len(exc.doc) else ""
+        msg = f"Not valid JSON ({exc.msg} at column {exc.colno}){cut}."
         raise InvalidEvent(msg, details={"_line": [msg]}) from None
 
 
@@ -75,12 +77,14 @@ def publish_command(source: IO[bytes], as_json: bool, dry_run: bool) -> None:
         if batch:
             enqueue(batch)
     if as_json:
-        echo_json({"published": published, "invalid": invalid, "errors": problems})
+        counted = "would_publish" if dry_run else "published"
+        echo_json({counted: published, "invalid": invalid, "errors": problems})
     else:
         if invalid > MAX_SHOWN:
             click.echo(f"... and {invalid - MAX_SHOWN} more invalid lines", err=True)
         verb = "would publish" if dry_run else "published"
-        click.echo(f"{verb} {published} events; {invalid} invalid lines not enqueued", err=True)
+        refused = plural(invalid, "invalid line")
+        click.echo(f"{verb} {plural(published, 'event')}; {refused} not enqueued", err=True)
     if invalid:
         sys.exit(exitcodes.INVALID_INPUT)
 

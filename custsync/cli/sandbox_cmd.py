@@ -18,6 +18,7 @@ from custsync.sandbox.server import (
 )
 
 TARGETS = ("minted", "vendor")
+SHOWN = 10  # customers listed per target at start
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -52,6 +53,15 @@ def parse_fault_specs(specs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # SIGTERM (docker stop) stops as cleanly as Ctrl-C
+
+
+def _print_customers(sandbox: Sandbox) -> None:
+    """The customers an event can update (examples/first-steps.ndjson uses the seeded ones)."""
+    click.echo("customers it knows (PUT /_sandbox/customers/TARGET/ID adds one):")
+    for target in TARGETS:
+        ids = sorted(sandbox.store.table(target))
+        shown = ", ".join(ids[:SHOWN]) + (f" and {len(ids) - SHOWN} more" if ids[SHOWN:] else "")
+        click.echo(f"  {target:<7} {shown or 'none (--no-seed)'}")
 
 
 @click.command("sandbox")
@@ -123,6 +133,7 @@ def sandbox_command(
     click.echo(f"custsync sandbox listening on {sandbox.url} (Ctrl-C to stop)")
     for name, value in sandbox.env().items():
         click.echo(f"{name}={value}")
+    _print_customers(sandbox)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         sandbox.serve_forever()

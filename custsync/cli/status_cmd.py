@@ -10,12 +10,13 @@ from typing import Any
 import click
 
 from custsync import exitcodes
-from custsync.cli.common import echo_json, handle_errors, runtime
+from custsync.cli.common import echo_json, handle_errors, plural, runtime
 from custsync.cli.dlq_options import age, when
 from custsync.dlq.replay import uses_atomic_move
 from custsync.dlq.stats import by_target_reason
 from custsync.embedded.server import mask_url
 from custsync.runtime import Runtime
+from custsync.state.breaker import Breaker, BreakerState
 from custsync.state.keys import QUEUE, UNACKED
 
 
@@ -40,6 +41,18 @@ def queue_state(rt: Runtime) -> dict[str, Any]:
         return {"name": QUEUE, "waiting": None, "in_progress": None, "error": error}
 
 
+def breaker_state(fields: dict[str, str], threshold: int, now: float) -> dict[str, Any]:
+    """The breaker as the poller and the pipeline read it: a state word, not its raw hash
+    (whose c:<customer> fields name failing customers: counted, never shown)."""
+    breaker = Breaker.read(fields, threshold, now)
+    return {
+        "state": breaker.state.value,
+        "failing_customers": breaker.failures,
+        "threshold": threshold,
+        "open_until": breaker.opened_until,
+    }
+
+
 def target_state(rt: Runtime, name: str, dlq: dict[str, int], now: float) -> dict[str, Any]:
     keys = rt.keys
     pipe = rt.redis.pipeline(transaction=False)
@@ -54,8 +67,7 @@ def target_state(rt: Runtime, name: str, dlq: dict[str, int], now: float) -> dic
         "retry": {"size": rt.retry_set.size(name), "next_due": rt.retry_set.next_due(name)},
         "dlq": dlq,
         "paused": pause,
-        # Its c:<customer> fields name failing customers: counted in "failures", never shown.
-        "breaker": {k: v for k, v in breaker.items() if not k.startswith("c:")} or None,
+        "breaker": breaker_state(breaker, rt.settings.targets[name].breaker.failures, now),
         "last_success": float(last) if last else None,
     }
 
@@ -97,7 +109,7 @@ def _print(state: dict[str, Any]) -> None:
     else:
         held = f", {queue['in_progress']} in progress" if queue["in_progress"] is not None else ""
         click.echo(f"queue   {queue['name']}: {queue['waiting']} waiting{held} (all targets)")
-    click.echo(f"DLQ     {state['dlq_total']} entries")
+    click.echo(f"DLQ     {plural(state['dlq_total'], 'entry', 'entries')}")
     if not state["targets"]:
         click.echo("no target is configured (set CUSTSYNC_<TARGET>_BASE_URL)")
     for name, t in state["targets"].items():
@@ -116,20 +128,20 @@ def _print(state: dict[str, Any]) -> None:
         click.echo(f"  last success  {f'{when(last)} ({age(last)} ago)' if last else 'never'}")
     for name, reasons in state["dlq_other"].items():
         shown = ", ".join(f"{r} {n}" for r, n in reasons.items())
-        click.echo(f"\nDLQ of unconfigured target {name}: {shown}")
+        whose = "messages without a target" if name == "-" else f"unconfigured target {name}"
+        click.echo(f"\nDLQ of {whose}: {shown}")
 
 
 def _relative(ts: float, now: float) -> str:
     return f"in {age(now, ts)}" if ts > now else f"{age(ts, now)} overdue"
 
 
-def _breaker(fields: dict[str, str] | None, now: float) -> str:
-    if not fields:
-        return "closed"
-    parts = [fields.get("state", "?")]
-    if fields.get("failures") is not None:
-        parts.append(f"failures {fields['failures']}")
-    until = fields.get("opened_until")
-    if until and float(until) > now:
-        parts.append(f"open until {when(float(until))}")
-    return ", ".join(parts)
+def _breaker(breaker: dict[str, Any], now: float) -> str:
+    failing = breaker["failing_customers"]
+    count = f"{plural(failing, 'customer')} failing of {breaker['threshold']} to open"
+    if breaker["state"] == BreakerState.OPEN:
+        until = float(breaker["open_until"])
+        return f"open until {when(until)} ({_relative(until, now)}); {count}"
+    if breaker["state"] == BreakerState.HALF_OPEN:
+        return f"half-open: the next event probes the partner; {count}"
+    return f"closed; {count}" if failing else "closed"

@@ -268,6 +268,11 @@ def _summary(rt: Runtime, client: SandboxClient) -> None:
         click.echo(f"  {prefix}custsync dlq show {first[0].event_id}")
     click.echo("  custsync sandbox            # the partner stand-ins, to point your own worker at")
     click.echo("  (inside the repository, prefix commands with .venv/bin/)")
+    data_dir = rt.settings.data_dir or _data_dir()
+    click.echo(
+        f"\nthe embedded Redis keeps running (data in {data_dir}) for the commands above;"
+        "\nstop it with: custsync embedded stop"
+    )
 
 
 def _other_targets(rt: Runtime) -> set[str]:

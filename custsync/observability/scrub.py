@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from custsync.privacy import MASK, SECRET_WORDS, mask_text, personal_values
+from custsync.privacy import MASK, SECRET_WORDS, mask_text, maskable, personal_values
 from custsync.targets import REGISTRY, declared_fields, public_fields
 
 _SECRET_WORDS = (*SECRET_WORDS, "passwd", "cookie", "credential")
@@ -71,8 +71,7 @@ def _context() -> tuple[list[str], str, Any]:
     # A first name "vendor" must not mask the target's name in every message about it.
     kept = [*_target_names(), event_id]
     known = personal_values(envelope.get("changes"), public_fields(envelope.get("target")))
-    kept_known = [v for v in known if not any(v in word for word in kept)]
-    return kept_known, event_id, envelope.get("customer_id")
+    return maskable(known, kept), event_id, envelope.get("customer_id")
 
 
 def _mask_secrets(text: str) -> str:

@@ -201,6 +201,10 @@ class Target:
         finally:
             self.metrics.partner_call(self.name, status, time.perf_counter() - started)
 
+    def not_found_advice(self, partner_says: str) -> str:
+        """What an operator should do about this partner's 404, from what it said."""
+        return "the partner does not know this customer: create it there, then replay"
+
     def classify(self, response: requests.Response) -> None:
         """The README's answer table: raise the error class that says what to do, or return."""
         status = response.status_code
@@ -214,7 +218,8 @@ class Target:
         if status in (401, 403):
             raise AuthFailed(message, status=status, response_body=body)
         if status == 404:
-            raise NotFound(message, status=status, response_body=body)
+            advice = self.not_found_advice(partner_message(response))
+            raise NotFound(f"{message}; {advice}", status=status, response_body=body)
         if status == 408 or status >= 500:
             raise PartnerUnavailable(message, status=status, response_body=body)
         raise Rejected(message, status=status, response_body=body)

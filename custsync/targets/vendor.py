@@ -24,6 +24,20 @@ class VendorTarget(Target):
     name = "vendor"
     changes_schema = VendorChangesSchema
     field_level = True  # partial update: fields not sent stay unchanged
+
+    # The document: "ensure that currencyTypeId and paymentSetId values are defined in your
+    # system; otherwise, a 404 may occur" (docs/partners/vendor.md). Its message tells which.
+    _REFERENCES = ("paymentset", "currency")
+
+    def not_found_advice(self, partner_says: str) -> str:
+        said = partner_says.lower().replace("_", "")
+        if any(word in said for word in self._REFERENCES):
+            return (
+                "the vendor does not know a referenced value (paymentSetId or currencyCode):"
+                " define it at the vendor or correct the event, then replay"
+            )
+        return super().not_found_advice(partner_says)
+
     always_sent = frozenset({"code", "erpCode", "updateCode"})  # which record, and its new code
     public_fields = frozenset(
         {
