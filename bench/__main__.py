@@ -20,6 +20,7 @@ BENCHMARKS = {
     "dlq": "DLQ list/stats latency at scale; replay --all against pipelined LPUSH",
     "backlog_memory": "worker RSS while the retry set fills, then the drain rate",
     "round_trips": "Redis round trips per applied event: broker and custsync state",
+    "ingest": "custsync serve against a bare gunicorn+Flask 202; batches against publish_many",
 }
 
 

@@ -95,6 +95,20 @@ class _GlobalSchema(Schema):
     metrics_port = fields.Integer(
         data_key="CUSTSYNC_METRICS_PORT", validate=validate.Range(1, 65535)
     )
+    http_bind = fields.String(
+        data_key="CUSTSYNC_HTTP_BIND",
+        load_default="127.0.0.1:8080",
+        validate=validate.Regexp(r"^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$", error="Not HOST:PORT."),
+    )
+    ingest_sources = fields.String(data_key="CUSTSYNC_INGEST_SOURCES")
+    ingest_max_events = fields.Integer(
+        data_key="CUSTSYNC_INGEST_MAX_EVENTS", load_default=1000, validate=validate.Range(1)
+    )
+    ingest_max_bytes = fields.Integer(
+        data_key="CUSTSYNC_INGEST_MAX_BYTES",
+        load_default=1024 * 1024,
+        validate=validate.Range(1024, 64 * 1024 * 1024),
+    )
 
 
 def target_base_fields(name: str) -> dict[str, fields.Field[Any]]:
@@ -179,6 +193,10 @@ class Settings:
     sentry_dsn: str | None = None
     sentry_environment: str | None = None
     metrics_port: int | None = None  # unset: no metrics endpoint
+    http_bind: str = "127.0.0.1:8080"
+    ingest_sources: str | None = field(default=None, repr=False)  # JSON with secrets
+    ingest_max_events: int = 1000
+    ingest_max_bytes: int = 1024 * 1024
     targets: Mapping[str, TargetConfig] = field(default_factory=dict)
 
     @property

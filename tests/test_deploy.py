@@ -147,3 +147,19 @@ def test_the_secret_example_holds_placeholders_only() -> None:
     secret = _documents()["Secret/custsync-secrets"]
     for key, value in secret["stringData"].items():
         assert "REPLACE-ME" in value, key
+
+
+def test_serve_scales_on_cpu_probes_over_http_and_never_restarts_on_a_redis_outage() -> None:
+    docs = _documents()
+    spec = docs["Deployment/custsync-serve"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["args"][0] == "serve"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"  # the process only
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"  # Redis answers
+    assert docs["Service/custsync-serve"]["spec"]["ports"][0]["targetPort"] == "http"
+    assert docs["PodDisruptionBudget/custsync-serve"]["spec"]["maxUnavailable"] == 1
+    hpa = docs["HorizontalPodAutoscaler/custsync-serve"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "custsync-serve"
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["serve"]["command"][0] == "serve"

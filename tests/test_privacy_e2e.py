@@ -28,7 +28,10 @@ import requests
 from celery import Celery
 
 from custsync.embedded.server import EphemeralRedis
+from custsync.http.app import create_app
+from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
+from custsync.settings import load_settings
 from custsync.state.keys import TASK_NAME
 from tests.conftest import WorkerPool, custsync_env, db_url, run_cli, wait_for
 from tests.events import MINTED_EXAMPLE, envelope, new_id, vendor_changes
@@ -46,6 +49,8 @@ CANARIES = {
     "customer id": "Ravenmoorcust",
     "exception echo": "Harrowquintel",
     "vendor name": "Oskellandra",
+    "over http": "Lunderquistel",
+    "refused over http": "Caddowmarsh",
 }
 
 
@@ -57,6 +62,7 @@ class Played:
     metrics_url: str
     task_events: list[dict[str, Any]]
     publish_output: str
+    http_answers: str
     entry_ids: list[str] = field(default_factory=list)
 
 
@@ -200,6 +206,7 @@ def _play(
     for body in plain:
         other.send_task(TASK_NAME, args=[body])
     other.send_task(TASK_NAME, args=[f"{CANARIES['string envelope']} wants an update"])
+    http_answers = _over_http(env, cid)
 
     def dead_lettered() -> list[str] | None:
         done = run_cli(env, "dlq", "list", "--json", "--limit", "100")
@@ -215,8 +222,24 @@ def _play(
         f"http://127.0.0.1:{metrics_port}/metrics",
         task_events.events,
         published.stdout + published.stderr,
+        http_answers,
         entry_ids,
     )
+
+
+def _over_http(env: dict[str, str], cid: str) -> str:
+    """Through the HTTP ingest app: one event applied, one batch refused with a 422."""
+    key = "privacy-test-key-0123456789"
+    sources = json.dumps({"privacy": {"api_keys": [key]}})
+    app = create_app(Runtime(load_settings({**env, "CUSTSYNC_INGEST_SOURCES": sources})))
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    good = envelope("minted", cid, {**MINTED_EXAMPLE, "middlename": CANARIES["over http"]})
+    bad = envelope("minted", cid, {**MINTED_EXAMPLE, "alias": CANARIES["refused over http"]})
+    accepted = client.post("/v1/events", json=[good], headers=headers)
+    refused = client.post("/v1/events", json=[good, bad], headers=headers)
+    assert (accepted.status_code, refused.status_code) == (202, 422)
+    return accepted.get_data(as_text=True) + refused.get_data(as_text=True)
 
 
 def _leaks(text: str) -> list[str]:
@@ -233,7 +256,8 @@ def test_every_canary_reached_the_dlq_or_the_partner(played: Played) -> None:
     shown = "".join(
         _cli(played, "dlq", "show", entry, "--json", "--show-payload") for entry in played.entry_ids
     )
-    expected = set(CANARIES) - {"known field", "vendor name"}  # those two were applied
+    # Applied (so not in the DLQ), or refused at the door (so nowhere):
+    expected = set(CANARIES) - {"known field", "vendor name", "over http", "refused over http"}
     assert set(_leaks(shown)) == expected
 
 
@@ -246,6 +270,7 @@ def test_the_worker_log_at_debug_holds_none(played: Played) -> None:
 def test_the_cli_default_views_hold_none(played: Played) -> None:
     outputs = [
         played.publish_output,
+        played.http_answers,
         _cli(played, "status"),
         _cli(played, "status", "--json"),
         _cli(played, "dlq", "list"),

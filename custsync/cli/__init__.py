@@ -10,6 +10,7 @@ from custsync.cli.embedded_cmd import embedded_group
 from custsync.cli.health_cmd import health_command
 from custsync.cli.publish_cmd import publish_command
 from custsync.cli.sandbox_cmd import sandbox_command
+from custsync.cli.serve_cmd import serve_command
 from custsync.cli.status_cmd import status_command
 from custsync.cli.worker_cmd import worker_command
 
@@ -28,3 +29,4 @@ main.add_command(health_command)
 main.add_command(demo_command)
 main.add_command(embedded_group)
 main.add_command(sandbox_command)
+main.add_command(serve_command)

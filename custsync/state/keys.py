@@ -89,6 +89,14 @@ class Keys:
     def journal_lock(self) -> str:
         return f"{self.prefix}journal-lock"
 
+    def ingest_seen(self, source: str, request_id: str) -> str:
+        """The first answer to one webhook-id / Idempotency-Key of one source (24 h)."""
+        return f"{self.prefix}ingest:seen:{source}:{request_id}"
+
+    def ingest_rate(self, source: str) -> str:
+        """One source's shared rate limit (GCRA arrival time), across replicas."""
+        return f"{self.prefix}ingest:rate:{source}"
+
     def token(self, target: str) -> str:
         return f"{self.prefix}token:{target}"
 

@@ -1,0 +1,101 @@
+"""The WSGI application: ingest, health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from custsync.celery_app import producer_app
+from custsync.http import ingest
+from custsync.http.answers import problem
+from custsync.http.health import bp as health_bp
+from custsync.http.metrics import INGESTED, LATENCY, REQUESTS
+from custsync.http.sources import parse_sources
+from custsync.runtime import Runtime
+from custsync.version import VERSION
+
+log = logging.getLogger("custsync.http")
+
+# What an ingest answer means, as a metrics label (bounded: never an id or a value).
+OUTCOMES = {
+    202: "accepted",
+    400: "malformed",
+    401: "unauthorized",
+    409: "in_progress",
+    413: "too_large",
+    415: "unsupported_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def create_app(rt: Runtime, *, open_without_sources: bool = False) -> Flask:
+    """``open_without_sources``: with no source configured, accept unauthenticated events
+    (``custsync serve`` allows it only when bound to loopback)."""
+    settings = rt.settings
+    app = Flask("custsync")
+    app.config.update(
+        API_TITLE="custsync",
+        API_VERSION=VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=settings.ingest_max_bytes,
+        CUSTSYNC_RUNTIME=rt,
+        CUSTSYNC_SETTINGS=settings,
+        CUSTSYNC_SOURCES=parse_sources(settings.ingest_sources),
+        CUSTSYNC_OPEN=open_without_sources,
+        CUSTSYNC_PRODUCER=producer_app(rt),
+    )
+    api = Api(app)
+    api.spec.components.security_scheme(
+        "apiKey", {"type": "http", "scheme": "bearer", "description": "a source's API key"}
+    )
+    api.spec.components.security_scheme(
+        "standardWebhooks",
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "webhook-signature",
+            "description": "Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature",
+        },
+    )
+    api.register_blueprint(ingest.blp)
+    app.register_blueprint(health_bp)
+    app.before_request(_started)
+    app.after_request(_observed)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app
+
+
+def _started() -> None:
+    g.started = time.perf_counter()
+
+
+def _observed(response: Response) -> Response:
+    route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    REQUESTS.labels(route, str(response.status_code)).inc()
+    if route == "/v1/events":
+        outcome = OUTCOMES.get(response.status_code, "error")
+        if response.headers.get("Idempotent-Replayed"):
+            outcome = "repeated"
+        INGESTED.labels(g.get("source", "-"), outcome).inc(g.get("events", 1))
+    LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = exc.code or 500
+    detail = {413: "the body is over CUSTSYNC_INGEST_MAX_BYTES"}.get(code, exc.description or "")
+    return problem(code, (exc.name or "error").lower(), str(detail))
+
+
+def _unexpected(exc: Exception) -> Any:
+    log.exception("unexpected error answering %s %s", request.method, request.path)
+    return problem(500, "internal error", "see the server log")

@@ -1,0 +1,78 @@
+"""gunicorn running the app: gthread workers, graceful reload (HUP) and shutdown (TERM) as
+gunicorn does them, JSON access lines with the path only (no query string, no body)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from custsync.errors import SettingsError
+from custsync.http.app import create_app
+from custsync.runtime import Runtime
+
+
+class JsonAccessLogger(Logger):  # type: ignore[misc]
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if not self.cfg.accesslog:
+            return
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "level": "info",
+            "logger": "custsync.http.access",
+            "method": req.method,
+            "path": req.path,  # never the query string: it may carry anything
+            "status": int(str(resp.status).split()[0]),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            "bytes": getattr(resp, "sent", None),
+        }
+        self.access_log.info(json.dumps(line, separators=(",", ":")))
+
+
+def is_loopback(bind: str) -> bool:
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    def __init__(self, rt: Runtime, bind: str, workers: int, threads: int) -> None:
+        self.rt = rt
+        self.bind = bind
+        self.options: dict[str, Any] = {
+            "bind": bind,
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "accesslog": "-",
+            "errorlog": "-",
+            "logger_class": JsonAccessLogger,
+            "graceful_timeout": 30,
+            "timeout": 60,
+            "keepalive": 5,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.rt, open_without_sources=is_loopback(self.bind))
+
+
+def check_exposure(rt: Runtime, bind: str) -> None:
+    """No source configured: only a loopback bind may take unauthenticated events."""
+    if not rt.settings.ingest_sources and not is_loopback(bind):
+        raise SettingsError(
+            f"CUSTSYNC_INGEST_SOURCES: no source is configured, so {bind} would take events"
+            " from anyone; configure a source or bind to 127.0.0.1"
+        )
