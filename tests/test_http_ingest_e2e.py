@@ -232,6 +232,10 @@ def test_a_source_over_its_rate_gets_429_with_retry_after(server: Server) -> Non
 
 
 def test_health_readiness_metrics_and_openapi(server: Server) -> None:
+    keyed = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    body = json.dumps(_event()).encode()
+    assert _post(server, body, keyed).status_code == 202
+    assert _post(server, body, {"Content-Type": "application/json"}).status_code == 401
     assert requests.get(f"{server.url}/readyz", timeout=5).json() == {"status": "ready"}
     spec = requests.get(f"{server.url}/v1/openapi.json", timeout=5).json()
     assert "/v1/events" in spec["paths"]
@@ -243,6 +247,10 @@ def test_health_readiness_metrics_and_openapi(server: Server) -> None:
         json.loads(x) for x in server.log.read_text().splitlines() if '"custsync.http.access"' in x
     ]
     assert any(line["path"] == "/v1/events" and line["status"] == 202 for line in access)
+    seen = server.log.read_text().count('"path":"/healthz"')
+    requests.get(f"{server.url}/healthz?token=query-secret-1234", timeout=5)
+    wait_for(lambda: server.log.read_text().count('"path":"/healthz"') > seen)
+    assert "query-secret-1234" not in server.log.read_text()  # paths only, never queries
 
 
 @pytest.mark.timeout(300)
