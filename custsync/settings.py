@@ -101,6 +101,9 @@ class _GlobalSchema(Schema):
         validate=validate.Regexp(r"^(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}$", error="Not HOST:PORT."),
     )
     ingest_sources = fields.String(data_key="CUSTSYNC_INGEST_SOURCES")
+    operators_file = fields.String(
+        data_key="CUSTSYNC_OPERATORS_FILE", validate=validate.Length(min=1)
+    )
     ingest_max_events = fields.Integer(
         data_key="CUSTSYNC_INGEST_MAX_EVENTS", load_default=1000, validate=validate.Range(1)
     )
@@ -195,6 +198,7 @@ class Settings:
     metrics_port: int | None = None  # unset: no metrics endpoint
     http_bind: str = "127.0.0.1:8080"
     ingest_sources: str | None = field(default=None, repr=False)  # JSON with secrets
+    operators_file: str | None = None  # who may use the operator API, and their roles
     ingest_max_events: int = 1000
     ingest_max_bytes: int = 1024 * 1024
     targets: Mapping[str, TargetConfig] = field(default_factory=dict)

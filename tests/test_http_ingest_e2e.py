@@ -25,6 +25,7 @@ from standardwebhooks import Webhook
 from custsync import exitcodes
 from custsync.embedded.server import EphemeralRedis
 from custsync.http.app import create_app
+from custsync.http.operators import add_api_key
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
@@ -50,6 +51,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     queue: redis.Redis
     log: Path
+    operator_key: str
 
     def queued(self) -> int:
         return int(self.queue.llen("custsync"))
@@ -63,12 +65,21 @@ def server(
     client = redis.Redis.from_url(db_url(redis_server, DB))
     client.flushdb()
     port = free_port()
-    env = custsync_env(redis_server, sandbox, DB, CUSTSYNC_INGEST_SOURCES=json.dumps(SOURCES))
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    folder = tmp_path_factory.mktemp("serve")
+    operators = folder / "operators.json"
+    operator_key = add_api_key(operators, "fuzzer", "operator")
+    env = custsync_env(
+        redis_server,
+        sandbox,
+        DB,
+        CUSTSYNC_INGEST_SOURCES=json.dumps(SOURCES),
+        CUSTSYNC_OPERATORS_FILE=str(operators),
+    )
+    log = folder / "serve.log"
     proc = _serve(env, f"127.0.0.1:{port}", log, workers=2)  # two processes: as two replicas
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _up(url, proc), timeout_s=30, interval_s=0.2)
-    yield Server(url, proc, client, log)
+    yield Server(url, proc, client, log, operator_key)
     proc.terminate()
     proc.wait(30)
 
@@ -254,8 +265,13 @@ def test_health_readiness_metrics_and_openapi(server: Server) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server: Server) -> None:
-    """Generated requests (valid and not) with a key, so bodies get past authentication."""
+@pytest.mark.parametrize("who", ["ingest source", "operator"])
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
+    server: Server, who: str
+) -> None:
+    """Generated requests (valid and not) with a key, so bodies get past authentication:
+    the ingest source's for /v1/events, an operator's for the operator API."""
+    key = API_KEY if who == "ingest source" else server.operator_key
     done = subprocess.run(
         [
             str(Path(sys.executable).with_name("schemathesis")),
@@ -265,7 +281,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(server:
             "not_a_server_error,status_code_conformance,content_type_conformance,"
             "response_headers_conformance,response_schema_conformance",
             "--header",
-            f"Authorization: Bearer {API_KEY}",
+            f"Authorization: Bearer {key}",
             "--max-examples",
             "60",
             "--seed",

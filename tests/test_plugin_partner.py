@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from custsync.cli.dlq_options import shown_envelope
 from custsync.delivery import Delivery
+from custsync.dlq.views import shown_envelope
 from custsync.observability.scrub import handling, scrub_text
 from custsync.pipeline import Pipeline
 from custsync.runtime import Runtime

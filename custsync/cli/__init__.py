@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from custsync.cli.audit_cmd import audit_command
 from custsync.cli.demo_cmd import demo_command
 from custsync.cli.dlq_cmd import dlq_group
 from custsync.cli.embedded_cmd import embedded_group
 from custsync.cli.health_cmd import health_command
+from custsync.cli.operators_cmd import operators_group
 from custsync.cli.publish_cmd import publish_command
 from custsync.cli.sandbox_cmd import sandbox_command
 from custsync.cli.serve_cmd import serve_command
@@ -30,3 +32,5 @@ main.add_command(demo_command)
 main.add_command(embedded_group)
 main.add_command(sandbox_command)
 main.add_command(serve_command)
+main.add_command(operators_group)
+main.add_command(audit_command)

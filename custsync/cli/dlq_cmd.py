@@ -12,14 +12,15 @@ from custsync.cli.common import echo_json, fail, handle_errors, plural, runtime
 from custsync.cli.dlq_options import (
     age,
     filter_options,
-    shown,
     table,
     when,
     when_and_age,
 )
 from custsync.dlq.entry import DeadLetter
+from custsync.dlq.groups import group
 from custsync.dlq.query import Filter, Query
 from custsync.dlq.stats import dlq_stats
+from custsync.dlq.views import shown
 
 
 @click.group("dlq")
@@ -160,6 +161,30 @@ def stats_command(as_json: bool) -> None:
     if stats["by_status"]:
         statuses = ", ".join(f"{s}: {n:,}" for s, n in stats["by_status"].items())
         click.echo(f"by HTTP status: {statuses}")
+
+
+@dlq_group.command("groups")
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@handle_errors
+def groups_command(flt: Filter, as_json: bool) -> None:
+    """Failures grouped by target, reason, HTTP status and normalised error, largest first;
+    replay or purge a group with the same filters and --grep."""
+    found = group(Query(runtime().dlq, flt).oldest_first())
+    if as_json:
+        for g in found:
+            echo_json(g.as_dict())
+        return
+    if not found:
+        click.echo("the DLQ is empty" if flt.is_empty() else "no entries match")
+        return
+    click.echo(f"{'COUNT':>7}  {'TARGET':<8}{'REASON':<11}{'HTTP':>5}  {'LAST SEEN':<10}ERROR")
+    for g in found:
+        status = str(g.status or "-")
+        click.echo(
+            f"{g.count:>7,}  {g.target:<8}{g.reason:<11}{status:>5}  "
+            f"{age(g.last_seen) + ' ago':<10}{g.error}"
+        )
 
 
 def _register() -> None:

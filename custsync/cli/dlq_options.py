@@ -6,7 +6,6 @@ import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -16,10 +15,8 @@ from custsync import exitcodes
 from custsync.cli.common import fail
 from custsync.dlq.entry import REASONS, DeadLetter, customer_label
 from custsync.dlq.query import Filter, parse_time
-from custsync.privacy import redact_envelope
 
 F = TypeVar("F", bound=Callable[..., Any])
-HIDDEN = "(hidden: --show-payload shows it)"
 
 _FILTER_OPTIONS = (
     click.option("--target", metavar="NAME", help="Only this target (minted, vendor)."),
@@ -135,35 +132,6 @@ def when_and_age(ts: float | None) -> str:
 def short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def shown_envelope(envelope: Any, show_payload: bool) -> Any:
-    """The envelope by allow-list (only fields known not to be personal), unless asked for."""
-    if show_payload or envelope is None:
-        return envelope
-    from custsync.targets import public_fields
-
-    target = envelope.get("target") if isinstance(envelope, dict) else None
-    return redact_envelope(envelope, public_fields(target))
-
-
-def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
-    """Every field of an entry; the envelope's personal data and partner bodies on request."""
-    data = asdict(entry)
-    data["envelope"] = shown_envelope(entry.envelope, show_payload)
-    if not show_payload:
-        data["customer"] = customer_label(data.pop("customer_id"))
-        data["response"] = HIDDEN if entry.response else None
-        data["raw"] = HIDDEN if entry.raw else None  # a malformed message's body
-        data["headers"] = HIDDEN if entry.headers else None
-        data["history"] = [
-            {
-                **{k: v for k, v in h.items() if k != "customer_id"},
-                "response": HIDDEN if h.get("response") else None,
-            }
-            for h in entry.history
-        ]
-    return data
 
 
 def table(entries: Sequence[DeadLetter], reveal: bool = False) -> list[str]:

@@ -20,11 +20,11 @@ from custsync.cli.dlq_options import (
     filter_options,
     need_yes,
     require_selection,
-    shown,
 )
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.purge import purge
 from custsync.dlq.query import Filter, Query, select
+from custsync.dlq.views import shown
 
 
 @click.command("purge")
@@ -59,8 +59,8 @@ def purge_command(
         if missing:
             sys.exit(exitcodes.FAILURE)
         return
-    shown = ", ".join(f"{t}/{r} {n}" for (t, r), n in sorted(groups.items()))
-    confirm(f"Delete {plural(len(ids), 'DLQ entry', 'DLQ entries')} for good ({shown})?", yes)
+    counts = ", ".join(f"{t}/{r} {n}" for (t, r), n in sorted(groups.items()))
+    confirm(f"Delete {plural(len(ids), 'DLQ entry', 'DLQ entries')} for good ({counts})?", yes)
     removed = purge(store, ids, flt)
     for entry in removed:
         if as_json:

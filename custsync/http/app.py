@@ -11,10 +11,11 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from custsync.celery_app import producer_app
-from custsync.http import ingest
-from custsync.http.answers import problem
+from custsync.http import console, ingest, operator_api
+from custsync.http.answers import answer, problem
 from custsync.http.health import bp as health_bp
 from custsync.http.metrics import INGESTED, LATENCY, REQUESTS
+from custsync.http.schemas import ProblemSchema
 from custsync.http.sources import parse_sources
 from custsync.runtime import Runtime
 from custsync.version import VERSION
@@ -34,12 +35,19 @@ OUTCOMES = {
 }
 
 
-def create_app(rt: Runtime, *, open_without_sources: bool = False) -> Flask:
+def create_app(
+    rt: Runtime, *, open_without_sources: bool = False, secure_cookies: bool = True
+) -> Flask:
     """``open_without_sources``: with no source configured, accept unauthenticated events
-    (``custsync serve`` allows it only when bound to loopback)."""
+    (``custsync serve`` allows it only when bound to loopback). ``secure_cookies``: the
+    console's session cookie only over HTTPS (off only on loopback)."""
     settings = rt.settings
-    app = Flask("custsync")
+    app = Flask(__name__, static_url_path="/console/static")
     app.config.update(
+        SESSION_COOKIE_SECURE=secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_NAME="custsync_console",
         API_TITLE="custsync",
         API_VERSION=VERSION,
         OPENAPI_VERSION="3.0.3",
@@ -52,7 +60,7 @@ def create_app(rt: Runtime, *, open_without_sources: bool = False) -> Flask:
         CUSTSYNC_OPEN=open_without_sources,
         CUSTSYNC_PRODUCER=producer_app(rt),
     )
-    api = Api(app)
+    api = _Api(app)
     api.spec.components.security_scheme(
         "apiKey", {"type": "http", "scheme": "bearer", "description": "a source's API key"}
     )
@@ -66,12 +74,18 @@ def create_app(rt: Runtime, *, open_without_sources: bool = False) -> Flask:
         },
     )
     api.register_blueprint(ingest.blp)
+    api.register_blueprint(operator_api.blp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(console.bp)
     app.before_request(_started)
     app.after_request(_observed)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     return app
+
+
+class _Api(Api):  # type: ignore[misc]
+    ERROR_SCHEMA = ProblemSchema  # every error answer, documented as it is sent
 
 
 def _started() -> None:
@@ -93,6 +107,10 @@ def _observed(response: Response) -> Response:
 def _http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     detail = {413: "the body is over CUSTSYNC_INGEST_MAX_BYTES"}.get(code, exc.description or "")
+    messages = (getattr(exc, "data", None) or {}).get("messages")
+    if messages:  # a request schema's field errors: names and rules, never the values
+        body = {"error": "invalid request", "detail": "see errors", "errors": messages}
+        return answer(code, body)
     return problem(code, (exc.name or "error").lower(), str(detail))
 
 

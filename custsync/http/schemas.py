@@ -12,6 +12,7 @@ from marshmallow import Schema, fields
 class ProblemSchema(Schema):
     error = fields.String(required=True, metadata={"description": "what went wrong, in words"})
     detail = fields.String(required=True, metadata={"description": "never echoes the body"})
+    errors = fields.Dict(metadata={"description": "a request's field errors, by location"})
 
 
 class AcceptedSchema(Schema):

@@ -66,7 +66,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.rt, open_without_sources=is_loopback(self.bind))
+        local = is_loopback(self.bind)
+        return create_app(self.rt, open_without_sources=local, secure_cookies=not local)
 
 
 def check_exposure(rt: Runtime, bind: str) -> None:

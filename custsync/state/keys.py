@@ -89,6 +89,16 @@ class Keys:
     def journal_lock(self) -> str:
         return f"{self.prefix}journal-lock"
 
+    @property
+    def console_secret(self) -> str:
+        """The console's session signing key, shared by every replica."""
+        return f"{self.prefix}console:secret"
+
+    @property
+    def audit(self) -> str:
+        """Every operator action (a stream, capped): who, when, what, how many."""
+        return f"{self.prefix}audit"
+
     def ingest_seen(self, source: str, request_id: str) -> str:
         """The first answer to one webhook-id / Idempotency-Key of one source (24 h)."""
         return f"{self.prefix}ingest:seen:{source}:{request_id}"

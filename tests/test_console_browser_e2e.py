@@ -1,0 +1,201 @@
+"""The console in a real browser (Debian's chromium driven by playwright) against a real
+``custsync serve``, a real worker, Redis and the sandbox: log in, look, filter, replay a
+group after the partner learned the customers, reveal, and what a viewer cannot do.
+Screenshots of each page land in the test's folder (and CONSOLE_SHOTS, when set)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from custsync.celery_app import producer_app
+from custsync.embedded.server import EphemeralRedis
+from custsync.http.operators import add_user
+from custsync.producer import enqueue
+from custsync.runtime import Runtime
+from custsync.sandbox import Sandbox, SandboxClient
+from custsync.settings import load_settings
+from tests.conftest import WorkerProcess, custsync_env, db_url, wait_for
+from tests.events import MINTED_EXAMPLE, envelope, new_id
+from tests.operations_run import free_port
+
+DB = 26
+PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
+PLANTED = "Quillbarrowen"  # a last name no pattern would mask: only the allow-list does
+GROUP = 12
+
+
+@dataclass
+class Console:
+    url: str
+    shots: Path
+    customers: list[str]
+    event_ids: list[str]
+    sandbox: SandboxClient
+    rt: Runtime
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def console(
+    redis_server: EphemeralRedis,
+    sandbox: Sandbox,
+    sandbox_client: SandboxClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Console]:
+    folder = tmp_path_factory.mktemp("console")
+    operators = folder / "operators.json"
+    add_user(operators, "alice", "operator", PASSWORDS["alice"])
+    add_user(operators, "bob", "viewer", PASSWORDS["bob"])
+    queue = redis.Redis.from_url(db_url(redis_server, DB))
+    queue.flushdb()
+    env = custsync_env(redis_server, sandbox, DB, CUSTSYNC_OPERATORS_FILE=str(operators))
+    port = free_port()
+    with (folder / "serve.log").open("ab") as log:
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "custsync.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+        )
+    worker = WorkerProcess(env, folder / "worker.log").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _up(url), timeout_s=30, interval_s=0.2)
+        customers = [new_id("GONE") for _ in range(GROUP)]  # unknown to the partner: 404
+        events = [
+            envelope("minted", c, {**MINTED_EXAMPLE, "external_id": c, "lastname": PLANTED})
+            for c in customers
+        ]
+        rt = Runtime(load_settings(env))
+        enqueue([(e, None) for e in events], producer_app(rt))
+        yield Console(url, folder, customers, [e["event_id"] for e in events], sandbox_client, rt)
+    finally:
+        worker.stop()
+        serve.terminate()
+        serve.wait(30)
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).ok
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _login(browser: object, console: Console, name: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(f"{console.url}/console/")
+    assert "/console/login" in page.url
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORDS[name])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{console.url}/console/")
+    return page
+
+
+def _shot(page, console: Console, name: str) -> None:  # type: ignore[no-untyped-def]
+    path = console.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    extra = os.environ.get("CONSOLE_SHOTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(extra) / path.name)
+
+
+def test_an_operator_replays_a_group_after_the_partner_learned_the_customers(
+    console: Console, browser: object
+) -> None:
+    wait_for(lambda: _dead_lettered_count(console) >= GROUP, timeout_s=60)
+    page = _login(browser, console, "alice")
+    assert "minted" in page.inner_text("main")
+    _shot(page, console, "overview")
+
+    page.click("text=DLQ")
+    page.select_option("select[name=reason]", "not_found")
+    page.click("form.filters button")
+    page.wait_for_selector("table.dlq tbody tr td a")
+    assert page.locator("table.dlq tbody tr").count() == GROUP
+    assert PLANTED not in page.content()  # masked by allow-list
+    _shot(page, console, "dlq")
+
+    page.locator("table.dlq tbody tr td a").first.click()
+    assert PLANTED not in page.content()
+    assert '"lastname": "***"' in page.inner_text("pre")
+    _shot(page, console, "entry")
+    page.click("text=Reveal personal data")
+    assert PLANTED in page.content()  # revealed, on request, and audited
+
+    page.click("header >> text=Groups")
+    assert page.locator("table.groups tbody tr").count() == 1
+    _shot(page, console, "groups")
+
+    console.sandbox.put_customers(
+        "minted", {c: {**MINTED_EXAMPLE, "external_id": c} for c in console.customers}
+    )
+    page.click("table.groups button")
+    assert f"{GROUP}</strong> would be sent" in page.content()  # the dry run, first
+    _shot(page, console, "replay-preview")
+    page.click(f"text=Replay {GROUP} events")
+    assert f"replayed {GROUP} events" in page.inner_text("main")
+    wait_for(lambda: all(_lastname(console, c) == PLANTED for c in console.customers), 60)
+    for customer in console.customers:
+        calls = console.sandbox.requests("minted", customer_id=customer)
+        answered = sorted(c["status"] for c in calls if c["status"] != 401)  # 401: Digest
+        assert answered == [200, 404]  # the first try, then applied once
+        assert len({c["idempotency_key"] for c in calls}) == 1  # with its original key
+    assert _dead_lettered_count(console) == 0
+
+    page.click("header >> text=Audit")
+    assert "replay" in page.inner_text("main") and "reveal" in page.inner_text("main")
+    _shot(page, console, "audit")
+
+
+def _lastname(console: Console, customer: str) -> object:
+    return (console.sandbox.get_customer("minted", customer) or {}).get("lastname")
+
+
+def _dead_lettered_count(console: Console) -> int:
+    return int(console.rt.dlq.count())
+
+
+def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
+    console: Console, browser: object
+) -> None:
+    page = _login(browser, console, "bob")
+    page.click("header >> text=Groups")
+    assert page.locator("table.groups button").count() == 0
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    forged = page.request.post(
+        f"{console.url}/console/replay", form={"csrf": csrf or "", "reason": "not_found"}
+    )
+    assert forged.status == 403  # a viewer, even with a valid form token
+    no_token = page.request.post(f"{console.url}/console/replay", form={"reason": "not_found"})
+    assert no_token.status == 403
+    assert "CSRF" in no_token.text()
