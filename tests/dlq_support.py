@@ -129,3 +129,32 @@ class Quiet:
         return {
             e.label for e in self.rt.dlq.load(self.rt.redis.zrange(self.rt.keys.dlq_all, 0, -1))
         }
+
+
+def redis_contents(raw: Any) -> bytes:
+    """Every key and value of one database (a client without decoding), as bytes; queued
+    messages' base64 bodies decoded too. For erasure tests."""
+    out: list[bytes] = []
+    for key in raw.scan_iter(count=500):
+        out.append(key)
+        kind = raw.type(key).decode()
+        if kind == "string":
+            out.append(raw.get(key) or b"")
+        elif kind == "hash":
+            out += [b for pair in raw.hgetall(key).items() for b in pair]
+        elif kind == "zset":
+            out += raw.zrange(key, 0, -1)
+        elif kind == "list":
+            out += raw.lrange(key, 0, -1)
+        elif kind == "set":
+            out += list(raw.smembers(key))
+        elif kind == "stream":
+            out += [b for _, fields in raw.xrange(key) for pair in fields.items() for b in pair]
+    blob = b"\n".join(out)
+    decoded = []  # queued messages carry the envelope base64-encoded
+    for chunk in blob.split(b'"'):
+        try:
+            decoded.append(base64.b64decode(chunk, validate=True))
+        except ValueError:
+            continue
+    return blob + b"\n".join(decoded)

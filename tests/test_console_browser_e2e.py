@@ -25,6 +25,7 @@ from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
 from tests.conftest import WorkerProcess, custsync_env, db_url, wait_for
+from tests.dlq_support import entry, redis_contents
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 from tests.operations_run import free_port
 
@@ -199,3 +200,26 @@ def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
     no_token = page.request.post(f"{console.url}/console/replay", form={"reason": "not_found"})
     assert no_token.status == 403
     assert "CSRF" in no_token.text()
+
+
+def test_an_operator_forgets_a_customer_after_typing_the_confirmation(
+    console: Console, browser: object
+) -> None:
+    customer, value = new_id("ERASE"), "Thistlewaithe"
+    planted = entry(customer_id=customer, changes={**MINTED_EXAMPLE, "lastname": value})
+    console.rt.dlq.add_many([planted])
+    raw = redis.Redis.from_url(console.rt.redis_url)
+    assert value.encode() in redis_contents(raw)  # the search finds it while it is there
+    page = _login(browser, console, "alice")
+    page.goto(f"{console.url}/console/dlq/{planted.event_id}")
+    assert value not in page.content()
+    page.click("text=Forget this customer")  # without the typed word: refused
+    assert 'type "forget"' in page.inner_text("main")
+    assert console.rt.dlq.for_event(planted.event_id)
+    page.fill("input[name=confirm]", "forget")
+    page.click("text=Forget this customer")
+    assert "forgot customer" in page.inner_text("main")
+    _shot(page, console, "forgotten")
+    assert not console.rt.dlq.for_event(planted.event_id)
+    everything = redis_contents(raw)
+    assert value.encode() not in everything and customer.encode() not in everything

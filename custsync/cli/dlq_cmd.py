@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
@@ -11,16 +12,20 @@ from custsync import exitcodes
 from custsync.cli.common import echo_json, fail, handle_errors, plural, runtime
 from custsync.cli.dlq_options import (
     age,
+    confirm,
     filter_options,
+    need_yes,
     table,
     when,
     when_and_age,
 )
-from custsync.dlq.entry import DeadLetter
+from custsync.dlq.entry import DeadLetter, customer_label
 from custsync.dlq.groups import group
 from custsync.dlq.query import Filter, Query
 from custsync.dlq.stats import dlq_stats
 from custsync.dlq.views import shown
+from custsync.erasure import forget_customer
+from custsync.state.audit import Audit
 
 
 @click.group("dlq")
@@ -185,6 +190,31 @@ def groups_command(flt: Filter, as_json: bool) -> None:
             f"{g.count:>7,}  {g.target:<8}{g.reason:<11}{status:>5}  "
             f"{age(g.last_seen) + ' ago':<10}{g.error}"
         )
+
+
+@dlq_group.command("forget")
+@click.argument("customer_id")
+@click.option("--yes", is_flag=True, help="Do not ask (required without a terminal).")
+@handle_errors
+def forget_command(customer_id: str, yes: bool) -> None:
+    """Forget one customer (an erasure request): their payloads leave the DLQ, the retry
+    sets, the journal and the queue; one audit line remains, with their pseudonym."""
+    need_yes(yes)
+    confirm(f"Forget customer {customer_label(customer_id)} everywhere custsync keeps data?", yes)
+    rt = runtime()
+    done = forget_customer(rt, customer_id)
+    Audit(rt.redis, rt.keys).record(
+        _operator_name(), "forget", {"customer": customer_id}, done.total
+    )
+    parts = ", ".join(f"{where} {n}" for where, n in done.counts.items())
+    click.echo(f"forgot {customer_label(customer_id)}: {parts}")
+
+
+def _operator_name() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
 
 
 def _register() -> None:

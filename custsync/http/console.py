@@ -21,10 +21,12 @@ from flask import (
     url_for,
 )
 
+from custsync.dlq.entry import customer_label
 from custsync.dlq.groups import group
 from custsync.dlq.query import Filter, Query, parse_time
 from custsync.dlq.replay import Replayer, plan_replay
 from custsync.dlq.views import shown
+from custsync.erasure import forget_customer
 from custsync.http.console_session import (
     check_csrf,
     csrf_token,
@@ -166,6 +168,28 @@ def entry(some_id: str) -> str:
     return render_template(
         "console/entry.html", some_id=some_id, entries=[shown(e, reveal) for e in entries]
     )
+
+
+@bp.post("/dlq/<some_id>/forget")
+@signed_in("operator")
+def forget(some_id: str) -> Any:
+    """Forget the customer of this entry (erasure), after a typed confirmation."""
+    store = _rt().dlq
+    entries = store.load(store.resolve(some_id))
+    customers = {e.customer_id for e in entries if e.customer_id}
+    if len(customers) != 1:
+        abort(404, "no single customer behind that id")
+    if request.form.get("confirm") != "forget":
+        flash('type "forget" to confirm the erasure')
+        return redirect(url_for(".entry", some_id=some_id))
+    (customer,) = customers
+    done = forget_customer(_rt(), customer)
+    who = current()
+    Audit(_rt().redis, _rt().keys).record(
+        who.name if who else "?", "forget", {"customer": customer}, done.total
+    )
+    flash(f"forgot customer {customer_label(customer)}: {done.total} payloads removed")
+    return redirect(url_for(".dlq"))
 
 
 @bp.get("/groups")

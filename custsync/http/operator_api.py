@@ -17,6 +17,7 @@ from custsync.dlq.purge import purge
 from custsync.dlq.query import Filter, Query, parse_time, select
 from custsync.dlq.replay import Replayer, plan_replay
 from custsync.dlq.views import shown
+from custsync.erasure import forget_customer
 from custsync.http.answers import answer, problem
 from custsync.http.operator_auth import requires
 from custsync.http.schemas import ProblemSchema
@@ -189,6 +190,19 @@ def purge_dlq(body: dict[str, Any]) -> Response:
     removed = purge(store, [e.entry_id for e in entries], flt)
     _audit("purge", {"ids": len(ids), "filter": body["filter"], "all": body["all"]}, len(removed))
     return answer(200, {"purged": len(removed), "missing": missing})
+
+
+@blp.route("/customers/<customer_id>/forget", methods=["POST"])
+@blp.response(200, description="where the customer's payloads were removed, with counts")
+@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
+@blp.alt_response(403, schema=ProblemSchema, description="a viewer may not")
+@requires("operator")
+def forget(customer_id: str) -> Response:
+    """An erasure request: the customer's payloads leave the DLQ, retry sets, journal and
+    queue; the audit keeps a pseudonym."""
+    done = forget_customer(_rt(), customer_id)
+    _audit("forget", {"customer": customer_id}, done.total)
+    return answer(200, {"forgotten": done.counts})
 
 
 @blp.route("/status", methods=["GET"])

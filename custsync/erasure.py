@@ -1,0 +1,99 @@
+"""Forget a customer (an erasure request): their payloads leave every place custsync keeps
+them — DLQ entries and their replay history, the retry sets, the journal, messages still on
+the Redis queue — and their version guard and lock go too. What stays: the applied ledger
+(event ids and times only) and one audit line with the customer's pseudonym.
+
+Events a worker holds at this moment finish or come back; running forget again after them
+catches what they leave.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from custsync.dlq.purge import purge
+from custsync.dlq.query import Filter, Query
+from custsync.runtime import Runtime
+from custsync.state.keys import QUEUE
+
+SCAN = 500
+
+
+@dataclass
+class Forgotten:
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _customer(envelope: Any) -> Any:
+    return envelope.get("customer_id") if isinstance(envelope, dict) else None
+
+
+def _member_customer(raw: str) -> Any:
+    try:
+        return _customer(json.loads(raw).get("envelope"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def _message_customer(raw: bytes | str) -> Any:
+    """The customer of one kombu Redis message (body: base64 JSON [args, kwargs, embed])."""
+    try:
+        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+        return _customer(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _zmembers(redis: Any, key: str) -> Iterator[str]:
+    for member, _ in redis.zscan_iter(key, count=SCAN):
+        yield member
+
+
+def forget_customer(rt: Runtime, customer_id: str) -> Forgotten:
+    done = Forgotten()
+    redis, keys = rt.redis, rt.keys
+    entries = list(Query(rt.dlq, Filter(customer_id=customer_id)).oldest_first())
+    done.counts["dlq"] = len(purge(rt.dlq, [e.entry_id for e in entries], Filter()))
+    pasts = [keys.dlq_past(e.event_id) for e in entries if e.event_id]
+    if pasts:
+        redis.delete(*pasts)
+
+    retried = 0
+    for target in rt.settings.targets:
+        for key in (keys.retry(target), keys.retry_claimed(target)):
+            mine = [m for m in _zmembers(redis, key) if _member_customer(m) == customer_id]
+            if mine:
+                retried += int(redis.zrem(key, *mine))
+        redis.delete(keys.version(target, customer_id), keys.inflight(target, customer_id))
+    done.counts["retry"] = retried
+
+    journaled = [
+        event_id
+        for event_id, raw in redis.hscan_iter(keys.journal_body, count=SCAN)
+        if _member_customer(raw) == customer_id
+    ]
+    if journaled:
+        pipe = redis.pipeline(transaction=False)
+        pipe.hdel(keys.journal_body, *journaled)
+        pipe.zrem(keys.journal, *journaled)
+        pipe.execute()
+    done.counts["journal"] = len(journaled)
+
+    queued = 0
+    if rt.broker_shares_state_redis:  # another broker's queue is the broker's to purge
+        mine = []  # read first, then remove: removing while paging would shift the pages
+        for start in range(0, int(redis.llen(QUEUE)), SCAN):
+            page = redis.lrange(QUEUE, start, start + SCAN - 1)
+            mine += [raw for raw in page if _message_customer(raw) == customer_id]
+        for raw in mine:
+            queued += int(redis.lrem(QUEUE, 1, raw))  # taken by a worker meanwhile: nothing
+    done.counts["queue"] = queued
+    return done
