@@ -15,6 +15,9 @@ import redis
 from custsync import exitcodes
 from custsync.errors import SettingsError, UsageError
 from custsync.redis_errors import cause
+from custsync.words import plural
+
+__all__ = ["echo_json", "fail", "handle_errors", "plural", "redis_failure", "runtime"]
 from custsync.runtime import Runtime, get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,11 +64,6 @@ def handle_errors(func: F) -> F:
             fail("interrupted", exitcodes.INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]
-
-
-def plural(n: int, one: str, many: str | None = None) -> str:
-    """``1 entry``, ``2 entries``, ``1,024 events``."""
-    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def echo_json(obj: Any) -> None:

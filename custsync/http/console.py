@@ -38,6 +38,7 @@ from custsync.http.console_session import (
 from custsync.runtime import Runtime
 from custsync.state.audit import Audit
 from custsync.status import collect
+from custsync.words import plural
 
 bp = Blueprint("console", __name__, url_prefix="/console")
 
@@ -188,7 +189,7 @@ def forget(some_id: str) -> Any:
     Audit(_rt().redis, _rt().keys).record(
         who.name if who else "?", "forget", {"customer": customer}, done.total
     )
-    flash(f"forgot customer {customer_label(customer)}: {done.total} payloads removed")
+    flash(f"forgot customer {customer_label(customer)}: {plural(done.total, 'payload')} removed")
     return redirect(url_for(".dlq"))
 
 
@@ -217,7 +218,7 @@ def replay() -> Any:
     if who is not None:
         scope = {"ids": len(ids), "filter": {k: v for k, v in request.form.items() if k in FILTERS}}
         Audit(rt.redis, rt.keys).record(who.name, "replay", scope, summary.total)
-    flash(f"replayed {summary.total} events")
+    flash(f"replayed {plural(summary.total, 'event')}")
     return redirect(url_for(".groups"))
 
 
