@@ -5,7 +5,8 @@ in the CLI; ``reveal`` is an operator action and is audited."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Response, current_app, g
 from flask_smorest import Blueprint
@@ -25,7 +26,29 @@ from custsync.runtime import Runtime
 from custsync.state.audit import Audit
 from custsync.status import collect
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 blp = Blueprint("operators", __name__, url_prefix="/v1", description="Operators: DLQ and status")
+
+
+# What each error answer of these endpoints means, for the OpenAPI document.
+_ERRORS = {
+    401: "no valid credentials",
+    403: "a viewer may not",
+    404: "no such entry",
+    422: "no or bad selection",
+}
+
+
+def _errors(*codes: int) -> Callable[[F], F]:
+    """Document these error answers (all ``ProblemSchema``) on one endpoint."""
+
+    def wrap(view: F) -> F:
+        for code in codes:
+            view = blp.alt_response(code, schema=ProblemSchema, description=_ERRORS[code])(view)
+        return view
+
+    return wrap
 
 
 class FilterSchema(Schema):
@@ -92,7 +115,7 @@ def _audit(action: str, scope: dict[str, Any], count: int) -> None:
 
 @blp.route("/dlq", methods=["GET"])
 @blp.response(200, description="a page of entries and the next cursor")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
+@_errors(401)
 @blp.arguments(ListArgs, location="query", as_kwargs=True)
 @requires("viewer")
 def list_dlq(limit: int, cursor: str | None = None, **filters: Any) -> Response:
@@ -106,7 +129,7 @@ def list_dlq(limit: int, cursor: str | None = None, **filters: Any) -> Response:
 
 @blp.route("/dlq/groups", methods=["GET"])
 @blp.response(200, description="the groups, largest first")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
+@_errors(401)
 @blp.arguments(FilterSchema, location="query", as_kwargs=True)
 @requires("viewer")
 def dlq_groups(**filters: Any) -> Response:
@@ -117,9 +140,7 @@ def dlq_groups(**filters: Any) -> Response:
 
 @blp.route("/dlq/<some_id>", methods=["GET"])
 @blp.response(200, description="the entries of that id")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
-@blp.alt_response(403, schema=ProblemSchema, description="a viewer may not")
-@blp.alt_response(404, schema=ProblemSchema, description="no such entry")
+@_errors(401, 403, 404)
 @blp.arguments(ShowArgs, location="query", as_kwargs=True)
 @requires("viewer")
 def show_dlq(some_id: str, reveal: bool) -> Response:
@@ -135,6 +156,11 @@ def show_dlq(some_id: str, reveal: bool) -> Response:
     return answer(200, {"entries": [shown(e, reveal) for e in entries]})
 
 
+def _scope(body: dict[str, Any]) -> dict[str, Any]:
+    """What an action was asked to touch, for the audit (a customer filter: pseudonymised)."""
+    return {"ids": len(body["ids"]), "filter": body["filter"], "all": body["all"]}
+
+
 def _selection(body: dict[str, Any]) -> tuple[Filter, list[str]] | Response:
     flt = _filter(body["filter"])
     if not body["ids"] and flt.is_empty() and not body["all"]:
@@ -144,9 +170,7 @@ def _selection(body: dict[str, Any]) -> tuple[Filter, list[str]] | Response:
 
 @blp.route("/dlq/replay", methods=["POST"])
 @blp.response(200, description="what was (or, with dry_run, would be) replayed")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
-@blp.alt_response(403, schema=ProblemSchema, description="a viewer may not")
-@blp.alt_response(422, schema=ProblemSchema, description="no or bad selection")
+@_errors(401, 403, 422)
 @blp.arguments(ReplayBody)
 @requires("operator")
 def replay_dlq(body: dict[str, Any]) -> Response:
@@ -168,15 +192,13 @@ def replay_dlq(body: dict[str, Any]) -> Response:
     summary = Replayer(rt, current_app.config["CUSTSYNC_PRODUCER"], force=body["force"]).run(
         plan.replay, body.get("rate")
     )
-    _audit("replay", {"ids": len(ids), "filter": body["filter"], "all": body["all"]}, summary.total)
+    _audit("replay", _scope(body), summary.total)
     return answer(200, {"dry_run": False, "replayed": summary.total, **prediction})
 
 
 @blp.route("/dlq/purge", methods=["POST"])
 @blp.response(200, description="how many were purged")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
-@blp.alt_response(403, schema=ProblemSchema, description="a viewer may not")
-@blp.alt_response(422, schema=ProblemSchema, description="no or bad selection")
+@_errors(401, 403, 422)
 @blp.arguments(ActionBody)
 @requires("operator")
 def purge_dlq(body: dict[str, Any]) -> Response:
@@ -188,14 +210,13 @@ def purge_dlq(body: dict[str, Any]) -> Response:
     store = _rt().dlq
     entries, missing = select(store, flt, ids)
     removed = purge(store, [e.entry_id for e in entries], flt)
-    _audit("purge", {"ids": len(ids), "filter": body["filter"], "all": body["all"]}, len(removed))
+    _audit("purge", _scope(body), len(removed))
     return answer(200, {"purged": len(removed), "missing": missing})
 
 
 @blp.route("/customers/<customer_id>/forget", methods=["POST"])
 @blp.response(200, description="where the customer's payloads were removed, with counts")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
-@blp.alt_response(403, schema=ProblemSchema, description="a viewer may not")
+@_errors(401, 403)
 @requires("operator")
 def forget(customer_id: str) -> Response:
     """An erasure request: the customer's payloads leave the DLQ, retry sets, journal and
@@ -207,7 +228,7 @@ def forget(customer_id: str) -> Response:
 
 @blp.route("/status", methods=["GET"])
 @blp.response(200, description="per target state")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
+@_errors(401)
 @requires("viewer")
 def status() -> Response:
     """Per target: queue, retry set, DLQ by reason, pause, breaker, last success."""
@@ -216,7 +237,7 @@ def status() -> Response:
 
 @blp.route("/audit", methods=["GET"])
 @blp.response(200, description="the newest actions")
-@blp.alt_response(401, schema=ProblemSchema, description="no valid credentials")
+@_errors(401)
 @requires("viewer")
 def audit() -> Response:
     """The newest operator actions: who, when, what, how many."""
