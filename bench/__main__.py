@@ -18,9 +18,11 @@ BENCHMARKS = {
     "apply_throughput": "publish → worker → sandbox against a plain requests loop",
     "bulk_publish": "publish_many / custsync publish against pipelined LPUSH",
     "dlq": "DLQ list/stats latency at scale; replay --all against pipelined LPUSH",
+    "dlq_pages": "DLQ cursor pages (deep, filtered) and failure groups at 100k, against 200 ms",
     "backlog_memory": "worker RSS while the retry set fills, then the drain rate",
     "round_trips": "Redis round trips per applied event: broker and custsync state",
     "ingest": "custsync serve against a bare gunicorn+Flask 202; batches against publish_many",
+    "replay_job": "a background replay job against custsync dlq replay --all",
 }
 
 

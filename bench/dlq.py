@@ -142,7 +142,7 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
         for label, flt in cases.items():
 
             def first_page(flt: Filter = flt) -> Any:
-                return Query(store, flt).page(50, 0)
+                return Query(store, flt).page(50)
 
             ms = timed_ms(first_page, repeat)
             report.add(Figure.of(f"list page, {label}", ms, "ms", BUDGET_MS, "budget", high=1.0))

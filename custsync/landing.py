@@ -114,6 +114,9 @@ class Landing:
         schedule(pipe, self.keys, job.event.target, job.raw, delivery, due)
         self.journal.forget(pipe, job.event.event_id)
         pipe.hincrby(self.keys.counters(job.event.target), outcome.value, 1)
+        minute = self.keys.minute(job.event.target, int(time.time() // 60))
+        pipe.hincrby(minute, outcome.value, 1)
+        pipe.expire(minute, 7200)  # the console's chart shows the last hour
         pipe.execute()
         return self.result(outcome, job, delivery.attempts, due_in_s=due - time.time(), **kw)
 
@@ -156,8 +159,12 @@ class Landing:
         )
         counter_key = self.keys.counters(entry.target or "-")
 
+        minute = self.keys.minute(entry.target or "-", int(now // 60))
+
         def also(pipe: Any) -> None:
             pipe.hincrby(counter_key, f"{Outcome.DEAD_LETTERED.value}:{reason}", 1)
+            pipe.hincrby(minute, Outcome.DEAD_LETTERED.value, 1)
+            pipe.expire(minute, 7200)  # the console's chart shows the last hour
             self.journal.forget(pipe, entry_id_for(job.raw))
             if extra is not None:
                 extra(pipe)

@@ -102,17 +102,19 @@ def entry(
 class Quiet:
     """A flushed database with no worker: settings, a runtime, a raw client, a sending app."""
 
-    def __init__(self, redis_server: Any, sandbox: Any, **overrides: str) -> None:
+    def __init__(
+        self, redis_server: Any, sandbox: Any, *, db: int = QUIET_DB, **overrides: str
+    ) -> None:
         import redis
 
         from custsync.runtime import Runtime
         from custsync.settings import load_settings
         from tests.conftest import custsync_env, db_url
 
-        self.url = db_url(redis_server, QUIET_DB)
+        self.url = db_url(redis_server, db)
         self.raw = redis.Redis.from_url(self.url)  # bytes in, bytes out: for DUMP and LRANGE
         self.raw.flushdb()
-        self.env = custsync_env(redis_server, sandbox, QUIET_DB, **overrides)
+        self.env = custsync_env(redis_server, sandbox, db, **overrides)
         self.rt = Runtime(load_settings(self.env))
 
     @property

@@ -47,3 +47,19 @@ def test_benchmark_runs_quick_and_writes_a_report_with_ratios(name: str, tmp_pat
         assert figure["limit"] > 0, figure
         assert math.isfinite(figure["ratio"]), figure
         assert figure["ratio"] == pytest.approx(figure["value"] / figure["limit"]), figure
+
+
+@pytest.mark.timeout(120)
+def test_dlq_pages_reports_each_answer_in_ms_against_the_budget(tmp_path: Path) -> None:
+    from bench import dlq_pages
+
+    report, redis_version = dlq_pages.run(tmp_path, quick=True)
+    assert redis_version
+    cases = [name for name in report.details if isinstance(report.details[name], dict)]
+    assert len(cases) == 6 and any("cursor followed" in name for name in cases)
+    for name in cases:
+        assert {"p50_ms", "max_ms", "budget_over_measured"} <= set(report.details[name])
+        figures = {f.name: f for f in report.figures if f.name.startswith(f"{name}, ")}
+        assert set(figures) == {f"{name}, p50", f"{name}, max"}
+        assert all(f.unit == "ms" and f.limit == dlq_pages.BUDGET_MS for f in figures.values())
+    assert report.details["one-off backfill of the group index, s"] > 0

@@ -32,7 +32,8 @@ from tests.operations_run import free_port
 DB = 26
 PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
 PLANTED = "Quillbarrowen"  # a last name no pattern would mask: only the allow-list does
-GROUP = 12
+GROUP = 50  # one group of not_found, replayed as a background job
+SLOW = 12  # a second group, replayed slowly, cancelled and resumed
 
 
 @dataclass
@@ -164,7 +165,10 @@ def test_an_operator_replays_a_group_after_the_partner_learned_the_customers(
     assert f"{GROUP}</strong> would be sent" in page.content()  # the dry run, first
     _shot(page, console, "replay-preview")
     page.click(f"text=Replay {GROUP} events")
-    assert f"replayed {GROUP} events" in page.inner_text("main")
+    page.wait_for_url("**/console/jobs/*")
+    page.wait_for_selector(".job-state.state-done", timeout=60_000)  # htmx polls the progress
+    assert f"replayed {GROUP} of {GROUP}" in page.inner_text("#progress")
+    _shot(page, console, "replay-job")
     wait_for(lambda: all(_lastname(console, c) == PLANTED for c in console.customers), 60)
     for customer in console.customers:
         calls = console.sandbox.requests("minted", customer_id=customer)
@@ -172,6 +176,10 @@ def test_an_operator_replays_a_group_after_the_partner_learned_the_customers(
         assert answered == [200, 404]  # the first try, then applied once
         assert len({c["idempotency_key"] for c in calls}) == 1  # with its original key
     assert _dead_lettered_count(console) == 0
+    page.click("header >> text=Overview")  # the chart counts what the workers did
+    legend = page.inner_text("section.card:has(h2:text('minted')) .legend")
+    assert f"applied {GROUP}" in legend and f"dead-lettered {GROUP}" in legend
+    _shot(page, console, "overview-after")
 
     page.click("header >> text=Audit")
     assert "replay" in page.inner_text("main") and "reveal" in page.inner_text("main")
@@ -200,6 +208,9 @@ def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
     no_token = page.request.post(f"{console.url}/console/replay", form={"reason": "not_found"})
     assert no_token.status == 403
     assert "CSRF" in no_token.text()
+    missing = page.goto(f"{console.url}/console/dlq/no-such-id")
+    assert missing is not None and missing.status == 404  # a page for a person, not JSON
+    assert "no DLQ entry" in page.inner_text("main") and "Overview" in page.inner_text("header")
 
 
 def test_an_operator_forgets_a_customer_after_typing_the_confirmation(
@@ -223,3 +234,79 @@ def test_an_operator_forgets_a_customer_after_typing_the_confirmation(
     assert not console.rt.dlq.for_event(planted.event_id)
     everything = redis_contents(raw)
     assert value.encode() not in everything and customer.encode() not in everything
+
+
+def test_a_slow_replay_is_cancelled_mid_way_and_resumed(console: Console, browser: object) -> None:
+    customers = [new_id("SLOW") for _ in range(SLOW)]
+    events = [envelope("minted", c, {**MINTED_EXAMPLE, "external_id": c}) for c in customers]
+    enqueue([(e, None) for e in events], producer_app(console.rt))
+    wait_for(lambda: _dead_lettered_count(console) >= SLOW, timeout_s=60)
+    console.sandbox.put_customers(
+        "minted", {c: {**MINTED_EXAMPLE, "external_id": c} for c in customers}
+    )
+    page = _login(browser, console, "alice")
+    page.click("header >> text=Groups")
+    page.click("table.groups button")
+    page.fill("input[name=rate]", "2")  # two a second: slow enough to cancel mid-way
+    page.click(f"text=Replay {SLOW} events")
+    page.wait_for_url("**/console/jobs/*")
+    wait_for(lambda: _replayed(page) >= 2, timeout_s=30, interval_s=0.3)
+    page.click("#progress button.danger")  # Cancel
+    page.wait_for_selector(".job-state.state-cancelled", timeout=15_000)
+    stopped = _replayed(page)
+    assert 2 <= stopped < SLOW
+    _shot(page, console, "replay-cancelled")
+    assert _dead_lettered_count(console) == SLOW - stopped  # the rest waits in the DLQ
+
+    page.click("text=Resume")
+    page.wait_for_selector(".job-state.state-done", timeout=60_000)
+    assert f"replayed {SLOW} of {SLOW}" in page.inner_text("#progress")
+    wait_for(lambda: _dead_lettered_count(console) == 0, timeout_s=30)
+    for event, customer in zip(events, customers, strict=True):
+        applied = [
+            c
+            for c in console.sandbox.requests("minted", customer_id=customer)
+            if c["status"] == 200
+        ]
+        assert [c["idempotency_key"] for c in applied] == [event["event_id"]]  # once, its key
+    page.click("header >> text=Audit")
+    actions = page.inner_text("main")
+    assert "cancel-replay" in actions and "resume-replay" in actions
+
+
+def _replayed(page) -> int:  # type: ignore[no-untyped-def]
+    return int(page.inner_text("#progress .replayed"))
+
+
+def test_an_operator_edits_a_rejected_event_and_it_is_applied_as_a_new_event(
+    console: Console, browser: object
+) -> None:
+    customer, fixed = new_id("EDIT"), "Brackenholt"
+    console.sandbox.put_customers("minted", {customer: {**MINTED_EXAMPLE, "external_id": customer}})
+    console.sandbox.script("minted", customer, [{"status": 422, "message": "lastname refused"}])
+    refused = envelope("minted", customer, {**MINTED_EXAMPLE, "external_id": customer})
+    enqueue([(refused, None)], producer_app(console.rt))
+    wait_for(lambda: console.rt.dlq.for_event(refused["event_id"]), timeout_s=60)
+    page = _login(browser, console, "alice")
+    page.goto(f"{console.url}/console/dlq?reason=rejected")
+    page.click(f"text={refused['event_id']}")
+    page.click("text=Edit and replay")
+    page.fill("input[name='field.lastname']", "Qu")  # too short for Minted's schema
+    page.click("button[value=send]")
+    assert "lastname" in page.inner_text(".flash.error")  # refused before sending
+    page.fill("input[name='field.lastname']", fixed)
+    page.click("button[value=preview]")
+    diff = page.inner_text("table.diff")
+    assert "lastname" in diff and fixed not in diff  # the form shows it; the diff masks it
+    assert "middlename" not in diff  # sent empty, left empty: not an edit
+    _shot(page, console, "edit")
+    page.click("button[value=send]")
+    assert "sent as new event" in page.inner_text("main")
+    wait_for(lambda: _lastname(console, customer) == fixed, timeout_s=60)
+    calls = console.sandbox.requests("minted", customer_id=customer)
+    answered = [(c["status"], c["idempotency_key"]) for c in calls if c["status"] != 401]
+    assert [status for status, _ in answered] == [422, 200]
+    assert answered[0][1] == refused["event_id"] != answered[1][1]  # a new event id
+    assert not console.rt.dlq.for_event(refused["event_id"])
+    page.click("header >> text=Audit")
+    assert "edit" in page.inner_text("main") and fixed not in page.content()

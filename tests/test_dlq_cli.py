@@ -36,9 +36,10 @@ def test_list_pages_newest_first_and_filters_by_time(quiet: Quiet) -> None:
 
     first = quiet.cli("dlq", "list", "--limit", "2", "--json")
     assert [row["event_id"] for row in json_lines(first.stdout)] == ids[:2]
-    second = quiet.cli("dlq", "list", "--limit", "2", "--offset", "2")
+    cursor = first.stderr.split("next page: --cursor ")[1].split()[0]
+    second = quiet.cli("dlq", "list", "--limit", "2", "--cursor", cursor)
     assert [line.split()[0] for line in second.stdout.splitlines()[1:]] == ids[2:4]
-    assert "entries 3-4 of 5; next page: --offset 4" in second.stderr
+    assert "2 entries of 5; next page: --cursor " in second.stderr
     recent = quiet.cli("dlq", "list", "--since", "25s", "--json")
     assert [row["event_id"] for row in json_lines(recent.stdout)] == ids[:2]
 

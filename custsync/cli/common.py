@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -17,7 +18,15 @@ from custsync.errors import SettingsError, UsageError
 from custsync.redis_errors import cause
 from custsync.words import plural
 
-__all__ = ["echo_json", "fail", "handle_errors", "plural", "redis_failure", "runtime"]
+__all__ = [
+    "echo_json",
+    "fail",
+    "handle_errors",
+    "operator_name",
+    "plural",
+    "redis_failure",
+    "runtime",
+]
 from custsync.runtime import Runtime, get_runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,3 +77,11 @@ def handle_errors(func: F) -> F:
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, default=str, separators=(",", ":")))
+
+
+def operator_name() -> str:
+    """Who acts, for the audit: the CLI user's login."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Any
 
 import click
 
 from custsync import exitcodes
-from custsync.cli.common import echo_json, fail, handle_errors, plural, runtime
+from custsync.cli.common import echo_json, fail, handle_errors, operator_name, plural, runtime
 from custsync.cli.dlq_options import (
     age,
+    bad_input,
     confirm,
     filter_options,
     need_yes,
@@ -20,8 +20,8 @@ from custsync.cli.dlq_options import (
     when_and_age,
 )
 from custsync.dlq.entry import DeadLetter, customer_label
-from custsync.dlq.groups import group
-from custsync.dlq.query import Filter, Query
+from custsync.dlq.group_index import dlq_groups
+from custsync.dlq.query import BadCursor, Filter, Page, Query
 from custsync.dlq.stats import dlq_stats
 from custsync.dlq.views import shown
 from custsync.erasure import forget_customer
@@ -33,29 +33,36 @@ def dlq_group() -> None:
     """Inspect, replay, purge and export the dead-letter queue.
 
     Filters shared by list, replay, purge and export: --target, --reason, --customer,
-    --status, --since/--until (30m, 2h, 1d or ISO-8601) and --grep TEXT.
+    --status, --since/--until (30m, 2h, 1d or ISO-8601), --grep TEXT and --group ID.
     """
 
 
 @dlq_group.command("list")
 @filter_options
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many matches.")
+@click.option("--cursor", metavar="TOKEN", help="Start after the page that printed this token.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--show-payload", is_flag=True, help="Include each envelope, personal data too.")
 @handle_errors
-def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_payload: bool) -> None:
-    """List entries, newest first, one page at a time."""
-    page = Query(runtime().dlq, flt).page(limit, offset)
+def list_command(
+    flt: Filter, limit: int, cursor: str | None, as_json: bool, show_payload: bool
+) -> None:
+    """List entries, newest first, one page at a time (the next with --cursor)."""
+    try:
+        page = Query(runtime().dlq, flt).page(limit, cursor)
+    except BadCursor as exc:
+        bad_input(f"--{exc}")
     if as_json:
         for entry in page.entries:
             row = entry.summary(reveal=show_payload)
             if show_payload:
                 row["envelope"] = entry.envelope
             echo_json(row)
+        if page.next_cursor:
+            click.echo(f"next page: --cursor {page.next_cursor}", err=True)
         return
     if not page.entries:
-        click.echo("the DLQ is empty" if flt.is_empty() and not offset else "no entries match")
+        click.echo("the DLQ is empty" if flt.is_empty() and not cursor else "no entries match")
         return
     lines = table(page.entries, reveal=show_payload)
     click.echo(lines[0])
@@ -63,10 +70,14 @@ def list_command(flt: Filter, limit: int, offset: int, as_json: bool, show_paylo
         click.echo(line)
         if show_payload:
             click.echo(f"    envelope: {json.dumps(entry.envelope, default=str)}")
-    last = offset + len(page.entries)
+    click.echo(_page_footer(page), err=True)
+
+
+def _page_footer(page: Page) -> str:
+    count = plural(len(page.entries), "entry", "entries")
     of = f" of {page.total}" if page.total is not None else ""
-    more = f"; next page: --offset {last}" if page.more else ""
-    click.echo(f"entries {offset + 1}-{last}{of}{more}", err=True)
+    more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
+    return f"{count}{of}{more}"
 
 
 @dlq_group.command("show")
@@ -174,8 +185,8 @@ def stats_command(as_json: bool) -> None:
 @handle_errors
 def groups_command(flt: Filter, as_json: bool) -> None:
     """Failures grouped by target, reason, HTTP status and normalised error, largest first;
-    replay or purge a group with the same filters and --grep."""
-    found = group(Query(runtime().dlq, flt).oldest_first())
+    list, replay or purge exactly one group with --group ID."""
+    found = dlq_groups(runtime().dlq, flt)
     if as_json:
         for g in found:
             echo_json(g.as_dict())
@@ -183,12 +194,14 @@ def groups_command(flt: Filter, as_json: bool) -> None:
     if not found:
         click.echo("the DLQ is empty" if flt.is_empty() else "no entries match")
         return
-    click.echo(f"{'COUNT':>7}  {'TARGET':<8}{'REASON':<11}{'HTTP':>5}  {'LAST SEEN':<10}ERROR")
+    click.echo(
+        f"{'COUNT':>7}  {'TARGET':<8}{'REASON':<11}{'HTTP':>5}  {'LAST SEEN':<10}{'GROUP':<18}ERROR"
+    )
     for g in found:
         status = str(g.status or "-")
         click.echo(
             f"{g.count:>7,}  {g.target:<8}{g.reason:<11}{status:>5}  "
-            f"{age(g.last_seen) + ' ago':<10}{g.error}"
+            f"{age(g.last_seen) + ' ago':<10}{g.id:<18}{g.error}"
         )
 
 
@@ -204,24 +217,18 @@ def forget_command(customer_id: str, yes: bool) -> None:
     rt = runtime()
     done = forget_customer(rt, customer_id)
     Audit(rt.redis, rt.keys).record(
-        _operator_name(), "forget", {"customer": customer_id}, done.total
+        operator_name(), "forget", {"customer": customer_id}, done.total
     )
     parts = ", ".join(f"{where} {n}" for where, n in done.counts.items())
     click.echo(f"forgot {customer_label(customer_id)}: {parts}")
 
 
-def _operator_name() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return "cli"
-
-
 def _register() -> None:
+    from custsync.cli.dlq_edit_cmd import edit_command
     from custsync.cli.dlq_purge_cmd import export_command, purge_command
     from custsync.cli.dlq_replay_cmd import replay_command
 
-    for command in (replay_command, purge_command, export_command):
+    for command in (replay_command, purge_command, export_command, edit_command):
         dlq_group.add_command(command)
 
 

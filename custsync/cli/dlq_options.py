@@ -14,6 +14,7 @@ import click
 from custsync import exitcodes
 from custsync.cli.common import fail
 from custsync.dlq.entry import REASONS, DeadLetter, customer_label
+from custsync.dlq.groups import GROUP_ID
 from custsync.dlq.query import Filter, parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +31,7 @@ _FILTER_OPTIONS = (
     ),
     click.option("--until", metavar="WHEN", help="Dead-lettered at or before WHEN (same forms)."),
     click.option("--grep", metavar="TEXT", help="Error message contains TEXT (any case)."),
+    click.option("--group", metavar="ID", help="Only this failure group (`dlq groups` shows ids)."),
 )
 
 
@@ -38,7 +40,7 @@ def filter_options(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        names = ("target", "reason", "customer", "status", "since", "until", "grep")
+        names = ("target", "reason", "customer", "status", "since", "until", "grep", "group")
         kw["flt"] = build_filter(**{n: kw.pop(n) for n in names})
         return func(*args, **kw)
 
@@ -55,10 +57,13 @@ def build_filter(
     since: str | None,
     until: str | None,
     grep: str | None,
+    group: str | None = None,
 ) -> Filter:
     """The options as a Filter; a bad value is one line and exit 2."""
     if reason is not None and reason not in REASONS:
         bad_input(f"--reason {reason!r} is not one of {', '.join(REASONS)}")
+    if group is not None and not GROUP_ID.match(group):
+        bad_input(f"--group {group!r} is not a group id (16 hex digits, as `dlq groups` shows)")
     code = None
     if status is not None:
         if not (status.isdigit() and 100 <= int(status) <= 599):
@@ -79,6 +84,7 @@ def build_filter(
         since=when["since"],
         until=when["until"],
         grep=grep or None,
+        group=group or None,
     )
 
 

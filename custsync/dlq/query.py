@@ -4,10 +4,20 @@ A filter's equality parts (target, reason, customer, status) each name an index;
 the fewest entries in the time range is walked newest first, and every loaded entry is checked
 against the whole filter (so stale index rows and the remaining parts cost nothing extra).
 When one index covers the whole filter, a page is a single ZREVRANGEBYSCORE: O(log N + page).
+
+Pages go by a cursor, never an offset: the position (dead-lettered time, entry id) of the last
+entry shown. Every index orders its entries the same way, so a position means the same in any
+of them, the next page costs no more than the first, and entries that leave meanwhile (a
+replay) shift nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import itertools
+import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from custsync.dlq.entry import DeadLetter
-from custsync.dlq.store import PAIR, DlqStore, pair_value
+from custsync.dlq.groups import group_id, group_key
+from custsync.dlq.store import GROUP, PAIR, DlqStore, pair_value
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
@@ -47,6 +58,7 @@ class Filter:
     since: float | None = None  # dead-lettered at or after (epoch seconds)
     until: float | None = None  # dead-lettered at or before
     grep: str | None = None  # case-insensitive, in the (masked) error message
+    group: str | None = None  # a failure group's id (``dlq groups`` shows it)
 
     def is_empty(self) -> bool:
         return all(getattr(self, f) is None for f in self.__dataclass_fields__)
@@ -60,6 +72,7 @@ class Filter:
             self.since is None or entry.dead_lettered_at >= self.since,
             self.until is None or entry.dead_lettered_at <= self.until,
             self.grep is None or self.grep.lower() in (entry.error or "").lower(),
+            self.group is None or group_id(group_key(entry)) == self.group,
         )
         return all(checks)
 
@@ -72,11 +85,49 @@ class Filter:
         return "+inf" if self.until is None else repr(self.until)
 
 
+class BadCursor(ValueError):
+    """A cursor this server did not hand out (or one cut or edited on the way)."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: the last entry's score (dead-lettered time) and its id. Indexes
+    order entries by score, then id, both descending: the next page is what comes after."""
+
+    score: float
+    entry_id: str
+
+    def encode(self) -> str:
+        """Opaque to clients: URL-safe base64 of a small JSON array."""
+        raw = json.dumps([self.score, self.entry_id], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> Position:
+        try:
+            padded = cursor + "=" * (-len(cursor) % 4)
+            score, entry_id = json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+        except (binascii.Error, ValueError, TypeError):
+            raise BadCursor("cursor: not a next_cursor this server gave out") from None
+        if not (_is_number(score) and isinstance(entry_id, str) and entry_id):
+            raise BadCursor("cursor: not a next_cursor this server gave out")
+        return cls(float(score), entry_id)
+
+    def is_past(self, entry_id: str, score: float) -> bool:
+        """True for an index row at or before this position (already shown)."""
+        return score > self.score or (score == self.score and entry_id >= self.entry_id)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class Page:
     entries: list[DeadLetter]
     more: bool  # at least one more match after this page
     total: int | None  # known when one index answers the whole filter
+    next_cursor: str | None = None  # where the next page starts, when there is one
 
 
 @dataclass(frozen=True)
@@ -106,10 +157,14 @@ class Query:
             value = getattr(f, name)
             if value is not None:
                 out.append((keys.dlq_by(name, str(value)), frozenset({name})))
+        if f.group is not None:
+            out.append((keys.dlq_by(GROUP, f.group), frozenset({"group"})))
         return out
 
     def access(self) -> Access:
         """Walk the index with the fewest entries in the time range (O(log N) each to size)."""
+        if self.filter.group is not None:  # rows for entries stored before the group index
+            self.store.ensure_group_rows()
         indexes = self._indexes()
         if not indexes:
             size = self.store.redis.zcount(
@@ -130,20 +185,40 @@ class Query:
                 left -= parts
         return Access(key, tuple(probe), size, covered == asked and self.filter.grep is None)
 
-    def page(self, limit: int, offset: int = 0) -> Page:
+    def page(self, limit: int, cursor: str | None = None) -> Page:
+        """``limit`` matches, newest first, after ``cursor`` (a page's ``next_cursor``);
+        O(log N + what is read), however deep. A bad cursor raises ``BadCursor``."""
+        after = Position.decode(cursor) if cursor else None
         how = self.access()
-        if how.exact:
-            ids = self.store.redis.zrevrangebyscore(
-                how.walk, self.filter.high, self.filter.low, start=offset, num=limit + 1
-            )
-            entries = self.store.load(ids)
-            return Page(entries[:limit], len(ids) > limit, how.size)
-        found: list[DeadLetter] = []
-        for entry in self._matches(how):
-            found.append(entry)
-            if len(found) > offset + limit:
-                break
-        return Page(found[offset : offset + limit], len(found) > offset + limit, None)
+        # After a cursor the first row read is usually the cursor's own entry: one more.
+        batch = limit + 1 + int(after is not None) if how.exact else max(limit + 2, self.batch)
+        found = list(itertools.islice(self._matches_after(how, after, batch), limit + 1))
+        shown = found[:limit]
+        more = len(found) > limit
+        last = Position(shown[-1][1], shown[-1][0].entry_id) if more else None
+        return Page(
+            entries=[entry for entry, _ in shown],
+            more=more,
+            total=how.size if how.exact else None,
+            next_cursor=last.encode() if last else None,
+        )
+
+    def _matches_after(
+        self, how: Access, after: Position | None, batch: int
+    ) -> Iterator[tuple[DeadLetter, float]]:
+        """Matches with their scores, newest first, from just after ``after``."""
+        high = self.filter.high
+        if after is not None and after.score < float(high):
+            high = repr(after.score)
+        for rows in _walk_rows(self.store.redis, how.walk, self.filter.low, high, batch):
+            scores = {i: score for i, score in rows if after is None or not after.is_past(i, score)}
+            ids = self._in_all(list(scores), how.probe)
+            for entry_id, raw in zip(ids, self.store.get_raw(ids), strict=True):
+                if raw is None:  # left since the index was read
+                    continue
+                entry = DeadLetter.from_json(raw)
+                if how.exact or self.filter.matches(entry):
+                    yield entry, scores[entry_id]
 
     def __iter__(self) -> Iterator[DeadLetter]:
         """Every match, newest first."""
@@ -195,14 +270,22 @@ def select(
 
 
 def _walk(redis: Any, key: str, low: str, high: str, batch: int) -> Iterator[list[str]]:
-    """Batches of ids, newest first, by a score cursor: entries that leave meanwhile (another
-    replay) do not shift the cursor, as an offset would."""
+    """Batches of ids, newest first (see ``_walk_rows``)."""
+    for rows in _walk_rows(redis, key, low, high, batch):
+        yield [member for member, _ in rows]
+
+
+def _walk_rows(
+    redis: Any, key: str, low: str, high: str, batch: int
+) -> Iterator[list[tuple[str, float]]]:
+    """Batches of (id, score), newest first, by a score cursor: entries that leave meanwhile
+    (another replay) do not shift the cursor, as an offset would."""
     top, skip = high, 0  # skip: members at score ``top`` already returned
     while True:
         rows = redis.zrevrangebyscore(key, top, low, start=skip, num=batch, withscores=True)
         if not rows:
             return
-        yield [member for member, _ in rows]
+        yield rows
         last = rows[-1][1]
         trailing = sum(1 for _, score in rows if score == last)
         if top != "+inf" and last == float(top):

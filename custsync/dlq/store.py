@@ -5,8 +5,10 @@ producer's bug) stay two entries, and an id that fails validation never becomes 
 Every index is a sorted set of entry ids scored by dead-lettered time: the whole DLQ, one
 per value of event id, target, reason, customer and HTTP status, and one per (target,
 reason) pair, so the commonest filter and ``dlq stats`` need no intersection. Small value
-sets (targets, reasons, statuses) let stats enumerate their indexes without a scan. An entry
-leaves the DLQ only through one Lua script (``take``) that deletes it with its index rows.
+sets (targets, reasons, statuses) let stats enumerate their indexes without a scan. One more
+index per failure group (``groups.group_id``), with the group's label in one hash, answers
+``dlq groups`` without loading entries. An entry leaves the DLQ only through one Lua script
+(``take``) that deletes it with its index rows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from custsync.dlq.entry import DeadLetter, entry_id_for
+from custsync.dlq.groups import GroupKey, group_id, group_key, group_label, key_of_label
 from custsync.dlq.retention import Retention, RetentionPolicy
 from custsync.state.keys import Keys
 from custsync.state.scripts import Scripts
@@ -24,6 +27,7 @@ from custsync.state.scripts import Scripts
 INDEXED = ("event_id", "target", "reason", "customer_id", "status")
 VALUED = ("target", "reason", "status")  # few distinct values: kept in sets for stats
 PAIR = "target_reason"
+GROUP = "group"  # the failure group (target, reason, status, normalised error) by its id
 
 TAKEN, GONE, CHANGED = 1, 0, -1  # what ``take`` found
 
@@ -42,7 +46,14 @@ def index_keys(keys: Keys, entry: DeadLetter) -> list[str]:
     out.extend(keys.dlq_by(f, v) for f, v in _index_values(entry))
     if entry.target and entry.reason:
         out.append(keys.dlq_by(PAIR, pair_value(entry.target, entry.reason)))
+    out.append(keys.dlq_by(GROUP, group_id(group_key(entry))))
     return out
+
+
+def group_row(entry: DeadLetter) -> tuple[str, str]:
+    """The entry's group id and that group's label, for the group-label hash."""
+    key = group_key(entry)
+    return group_id(key), group_label(key)
 
 
 class DlqStore:
@@ -64,11 +75,15 @@ class DlqStore:
         watched = [key] if past_key is None else [key, past_key]
 
         def write(pipe: Any) -> None:
-            past_raw = pipe.get(past_key) if past_key is not None else None
+            found = pipe.mget(watched)  # the entry it replaces (if any), the kept history
+            replaced_raw = found[0]
+            past_raw = found[1] if past_key is not None else None
             pipe.multi()
             if past_raw:
                 _merge_history(entry, json.loads(past_raw))
                 pipe.delete(past_key)
+            if replaced_raw:
+                self._drop_stale_rows(pipe, DeadLetter.from_json(replaced_raw), entry)
             pipe.set(key, entry.to_json())
             self._index(pipe, entry)
             if pipe_extra is not None:
@@ -96,6 +111,7 @@ class DlqStore:
         # One command per index key, not per entry: redis-py's packing is the cost here.
         rows: dict[str, dict[str, float]] = {}
         values: dict[str, set[str]] = {}
+        labels = dict(group_row(entry) for entry in entries)
         for entry in entries:
             for index in index_keys(self.keys, entry):
                 rows.setdefault(index, {})[entry.entry_id] = entry.dead_lettered_at
@@ -104,8 +120,10 @@ class DlqStore:
                     values.setdefault(field, set()).add(value)
         pipe = self.redis.pipeline(transaction=False)
         pipe.mset({self.keys.dlq_entry(e.entry_id): e.to_json() for e in entries})
-        for index, members in rows.items():
-            pipe.zadd(index, members)
+        pipe.hset(self.keys.dlq_groups, mapping=labels)
+        # The whole-DLQ index last: a reader meanwhile never sees more entries than group rows.
+        for index in sorted(rows, key=lambda name: name == self.keys.dlq_all):
+            pipe.zadd(index, rows[index])
         for field, seen in values.items():
             pipe.sadd(self.keys.dlq_values(field), *seen)
         pipe.execute()
@@ -118,6 +136,7 @@ class DlqStore:
         *,
         message: tuple[str, str] | None = None,
         journal_body: str = "",
+        journal_event_id: str | None = None,
         keep_history_ms: int = 0,
         client: Any = None,
     ) -> Any:
@@ -144,7 +163,8 @@ class DlqStore:
             },
             args={
                 "raw": raw,
-                "event_id": entry.event_id or entry_id_for(entry.envelope),  # the journal's name
+                # The journal's name for the message: an edit goes out under its new id.
+                "event_id": journal_event_id or entry.event_id or entry_id_for(entry.envelope),
                 "message": payload,
                 "past": past,
                 "past_ttl_ms": max(1, keep_history_ms),
@@ -172,6 +192,14 @@ class DlqStore:
         for field, value in _index_values(entry):
             if field in VALUED:
                 pipe.sadd(self.keys.dlq_values(field), value)
+        pipe.hset(self.keys.dlq_groups, *group_row(entry))
+
+    def _drop_stale_rows(self, pipe: Any, replaced: DeadLetter, entry: DeadLetter) -> None:
+        """An entry rewritten in place (its group may change): rows only the old one had go,
+        so index counts (the groups answer) stay exact."""
+        stale = set(index_keys(self.keys, replaced)) - set(index_keys(self.keys, entry))
+        for index in stale:
+            pipe.zrem(index, entry.entry_id)
 
     # -- reading ------------------------------------------------------------------------
     def get(self, some_id: str) -> DeadLetter | None:
@@ -222,6 +250,65 @@ class DlqStore:
 
     def load(self, ids: Sequence[str]) -> list[DeadLetter]:
         return [DeadLetter.from_json(r) for r in self.get_raw(ids) if r]
+
+    # -- the group index ----------------------------------------------------------------
+    def group_labels(self) -> dict[str, GroupKey]:
+        """Every group id written so far (some may have no entry left), with its key."""
+        labels = self.redis.hgetall(self.keys.dlq_groups)
+        return {gid: key_of_label(raw) for gid, raw in labels.items()}
+
+    def ungrouped(self, group_ids: Iterable[str]) -> int:
+        """Entries without a group row: the whole DLQ less the sizes of these groups."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.keys.dlq_all)
+        for gid in group_ids:
+            pipe.zcard(self.keys.dlq_by(GROUP, gid))
+        total, *sizes = pipe.execute()
+        return int(total) - sum(int(n) for n in sizes)
+
+    def ensure_group_rows(self) -> int:
+        """Backfill if some entries (stored before the group index) lack a group row;
+        returns how many entries the backfill wrote rows for (0: nothing was missing)."""
+        if self.ungrouped(self.group_labels()) <= 0:
+            return 0
+        return self.backfill_groups()
+
+    def backfill_groups(self, batch: int = 500) -> int:
+        """Write every entry's group row (idempotent); returns how many entries it wrote."""
+        written, ids = 0, []
+        for member, _ in self.redis.zscan_iter(self.keys.dlq_all, count=batch):
+            ids.append(member)
+            if len(ids) >= batch:
+                written, ids = written + self._backfill(ids), []
+        return written + (self._backfill(ids) if ids else 0)
+
+    def _backfill(self, ids: list[str]) -> int:
+        entry_keys = [self.keys.dlq_entry(i) for i in ids]
+
+        def write(pipe: Any) -> int:
+            raws = pipe.mget(entry_keys)
+            entries = [DeadLetter.from_json(raw) for raw in raws if raw]
+            rows: dict[str, dict[str, float]] = {}
+            labels: dict[str, str] = {}
+            for entry in entries:
+                gid, label = group_row(entry)
+                labels[gid] = label
+                rows.setdefault(self.keys.dlq_by(GROUP, gid), {})[entry.entry_id] = (
+                    entry.dead_lettered_at
+                )
+            pipe.multi()
+            if labels:
+                pipe.hset(self.keys.dlq_groups, mapping=labels)
+            for index, members in rows.items():
+                pipe.zadd(index, members)
+            orphans = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
+            if orphans:  # their entry is gone: left, they would look ungrouped for ever
+                pipe.zrem(self.keys.dlq_all, *orphans)
+            return len(entries)
+
+        # Watched: an entry taken (replayed, purged) meanwhile must not get its row back.
+        written: int = self.redis.transaction(write, *entry_keys, value_from_callable=True)
+        return written
 
 
 def _merge_history(entry: DeadLetter, history: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from custsync.celery_app import producer_app
-from custsync.http import console, ingest, operator_api
+from custsync.http import console, ingest, operator_api, replay_jobs_api
 from custsync.http.answers import answer, problem
 from custsync.http.health import bp as health_bp
 from custsync.http.metrics import INGESTED, LATENCY, REQUESTS
@@ -75,6 +75,7 @@ def create_app(
     )
     api.register_blueprint(ingest.blp)
     api.register_blueprint(operator_api.blp)
+    api.register_blueprint(replay_jobs_api.blp)
     app.register_blueprint(health_bp)
     app.register_blueprint(console.bp)
     app.before_request(_started)
@@ -107,6 +108,8 @@ def _observed(response: Response) -> Response:
 def _http_error(exc: HTTPException) -> Response:
     code = exc.code or 500
     detail = {413: "the body is over CUSTSYNC_INGEST_MAX_BYTES"}.get(code, exc.description or "")
+    if request.path.startswith("/console/"):  # a person in a browser: a page, not JSON
+        return console.error_page(code, exc.name or "error", str(detail))
     messages = (getattr(exc, "data", None) or {}).get("messages")
     if messages:  # a request schema's field errors: names and rules, never the values
         body = {"error": "invalid request", "detail": "see errors", "errors": messages}
@@ -116,4 +119,6 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _unexpected(exc: Exception) -> Any:
     log.exception("unexpected error answering %s %s", request.method, request.path)
+    if request.path.startswith("/console/"):
+        return console.error_page(500, "internal error", "see the server log")
     return problem(500, "internal error", "see the server log")

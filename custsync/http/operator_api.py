@@ -10,12 +10,13 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app, g
 from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from custsync.dlq.entry import REASONS
-from custsync.dlq.groups import group
+from custsync.dlq.group_index import dlq_groups as groups_of
+from custsync.dlq.groups import GROUP_ID
 from custsync.dlq.purge import purge
-from custsync.dlq.query import Filter, Query, parse_time, select
+from custsync.dlq.query import BadCursor, Filter, Position, Query, parse_time, select
 from custsync.dlq.replay import Replayer, plan_replay
 from custsync.dlq.views import shown
 from custsync.erasure import forget_customer
@@ -52,13 +53,26 @@ def _errors(*codes: int) -> Callable[[F], F]:
 
 
 class FilterSchema(Schema):
-    target = fields.String()
+    # Lengths as the envelope allows; they also keep a query string within the server's
+    # request-line limit (gunicorn answers a longer one itself, in HTML).
+    target = fields.String(validate=validate.Length(max=64))
     reason = fields.String(validate=validate.OneOf(REASONS))
-    customer = fields.String(metadata={"description": "a customer id (the real one)"})
+    customer = fields.String(
+        validate=validate.Length(max=256), metadata={"description": "a customer id (the real one)"}
+    )
     status = fields.Integer(validate=validate.Range(100, 599))
-    since = fields.String(metadata={"description": "30m, 2h, 1d (ago) or ISO-8601"})
-    until = fields.String()
-    grep = fields.String(metadata={"description": "text in the (masked) error message"})
+    since = fields.String(
+        validate=validate.Length(max=40), metadata={"description": "30m, 2h, 1d (ago) or ISO-8601"}
+    )
+    until = fields.String(validate=validate.Length(max=40))
+    grep = fields.String(
+        validate=validate.Length(max=100),
+        metadata={"description": "text in the (masked) error message"},
+    )
+    group = fields.String(
+        validate=validate.Regexp(GROUP_ID, error="not a group id (16 hex digits)"),
+        metadata={"description": "a group's id, as GET /v1/dlq/groups shows it"},
+    )
 
     @validates_schema
     def _times(self, data: dict[str, Any], **_: Any) -> None:
@@ -72,7 +86,17 @@ class FilterSchema(Schema):
 
 class ListArgs(FilterSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
+    cursor = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,400}$", error="cursor: not a next_cursor"),
+        metadata={"description": "next_cursor of the previous page"},
+    )
+
+    @validates("cursor")
+    def _cursor(self, value: str, **_: Any) -> None:
+        try:
+            Position.decode(value)
+        except BadCursor as exc:
+            raise ValidationError(str(exc)) from None
 
 
 class ShowArgs(Schema):
@@ -106,6 +130,7 @@ def _filter(args: dict[str, Any]) -> Filter:
         since=parse_time(args["since"], now) if "since" in args else None,
         until=parse_time(args["until"], now) if "until" in args else None,
         grep=args.get("grep"),
+        group=args.get("group"),
     )
 
 
@@ -115,16 +140,15 @@ def _audit(action: str, scope: dict[str, Any], count: int) -> None:
 
 @blp.route("/dlq", methods=["GET"])
 @blp.response(200, description="a page of entries and the next cursor")
-@_errors(401)
+@_errors(401, 422)
 @blp.arguments(ListArgs, location="query", as_kwargs=True)
 @requires("viewer")
 def list_dlq(limit: int, cursor: str | None = None, **filters: Any) -> Response:
-    """Entries, newest first, a page at a time; customers as pseudonyms."""
-    offset = int(cursor) if cursor and cursor.isdigit() else 0
-    page = Query(_rt().dlq, _filter(filters)).page(limit, offset)
-    nxt = str(offset + len(page.entries)) if page.more else None
+    """Entries, newest first, a page at a time (``next_cursor`` gives the next page, however
+    deep, unshifted by entries that leave meanwhile); customers as pseudonyms."""
+    page = Query(_rt().dlq, _filter(filters)).page(limit, cursor)
     rows = [e.summary() for e in page.entries]
-    return answer(200, {"entries": rows, "total": page.total, "next_cursor": nxt})
+    return answer(200, {"entries": rows, "total": page.total, "next_cursor": page.next_cursor})
 
 
 @blp.route("/dlq/groups", methods=["GET"])
@@ -133,8 +157,9 @@ def list_dlq(limit: int, cursor: str | None = None, **filters: Any) -> Response:
 @blp.arguments(FilterSchema, location="query", as_kwargs=True)
 @requires("viewer")
 def dlq_groups(**filters: Any) -> Response:
-    """Failures grouped by target, reason, HTTP status and normalised error."""
-    found = group(Query(_rt().dlq, _filter(filters)).oldest_first())
+    """Failures grouped by target, reason, HTTP status and normalised error, each with the
+    ``id`` the ``group`` filter takes (to list, replay or purge exactly that group)."""
+    found = groups_of(_rt().dlq, _filter(filters))
     return answer(200, {"groups": [g_.as_dict() for g_ in found]})
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from custsync.dlq.jobs import JobRunner
 from custsync.errors import SettingsError
 from custsync.http.app import create_app
 from custsync.runtime import Runtime
@@ -58,6 +59,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 30,
             "timeout": 60,
             "keepalive": 5,
+            "limit_request_line": 8190,  # gunicorn's most: DLQ filters ride in the query string
+            "worker_exit": _stop_runner,
         }
         super().__init__()
 
@@ -66,8 +69,21 @@ class Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        """In each gunicorn worker, after the fork: the app and its replay-job runner."""
         local = is_loopback(self.bind)
-        return create_app(self.rt, open_without_sources=local, secure_cookies=not local)
+        app = create_app(self.rt, open_without_sources=local, secure_cookies=not local)
+        global _runner
+        _runner = JobRunner(self.rt, app.config["CUSTSYNC_PRODUCER"]).start()
+        return app
+
+
+_runner: JobRunner | None = None
+
+
+def _stop_runner(server: Any, worker: Any) -> None:
+    """A worker that exits hands its running replay job back, for another to resume now."""
+    if _runner is not None:
+        _runner.stop()
 
 
 def check_exposure(rt: Runtime, bind: str) -> None:

@@ -206,6 +206,7 @@ class StateScripts:
                 "new_version": k.version(target, new_customer_id),
                 "journal": k.journal,
                 "journal_body": k.journal_body,
+                "minute": k.minute(target, int(now // 60)),
             },
             args={
                 "holder": holder,

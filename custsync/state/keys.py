@@ -41,6 +41,11 @@ class Keys:
         """Set of values seen for one indexed field, so stats need no scan."""
         return f"{self.prefix}dlq:values:{field}"
 
+    @property
+    def dlq_groups(self) -> str:
+        """Hash of DLQ group id to its label (target, reason, status, normalised error)."""
+        return f"{self.prefix}dlq:groups"
+
     def dlq_past(self, event_id: str) -> str:
         """History of a replayed event, kept so it is not lost if the event fails again."""
         return f"{self.prefix}dlq:past:{event_id}"
@@ -123,3 +128,24 @@ class Keys:
     def counters(self, target: str) -> str:
         """Hash of outcome counters per target, for status and the demo."""
         return f"{self.prefix}counters:{target}"
+
+    @property
+    def replay_jobs(self) -> str:
+        """Sorted set of background replay job ids by creation time."""
+        return f"{self.prefix}replay-jobs"
+
+    def replay_job(self, job_id: str) -> str:
+        """Hash: one replay job's scope, state and progress."""
+        return f"{self.prefix}replay-job:{job_id}"
+
+    def replay_job_scope(self, scope_key: str) -> str:
+        """Held by the one active job of a scope (a filter, a group, a set of ids)."""
+        return f"{self.prefix}replay-job-scope:{scope_key}"
+
+    def replay_job_lease(self, job_id: str) -> str:
+        """Held by the server process running the job; it expires if that process dies."""
+        return f"{self.prefix}replay-job-lease:{job_id}"
+
+    def minute(self, target: str, minute: int) -> str:
+        """Hash of outcomes in one minute (epoch minute), for the console's chart."""
+        return f"{self.prefix}minute:{target}:{minute}"

@@ -1,6 +1,6 @@
 -- after_success: The partner applied it: record the ledger and the versions (carried to the new code on a
 -- rename), release the customer, close the breaker, forget the journal entry.
--- KEYS: applied version inflight deliveries breaker probe counters last_success new_version journal journal_body
+-- KEYS: applied version inflight deliveries breaker probe counters last_success new_version journal journal_body minute
 -- ARGV: holder version ledger_ttl_s now field_level renamed new_customer_id version_ttl_s *sent_fields
 redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[3])
 local function bump(key, name, v)
@@ -26,6 +26,8 @@ redis.call('DEL', KEYS[4])
 redis.call('DEL', KEYS[5])
 if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
 redis.call('HINCRBY', KEYS[7], 'applied', 1)
+redis.call('HINCRBY', KEYS[12], 'applied', 1)
+redis.call('EXPIRE', KEYS[12], 7200)  -- the console's chart shows the last hour
 redis.call('SET', KEYS[8], ARGV[4])
 local event_id = string.match(ARGV[1], '^(.*)#[^#]*$')
 redis.call('ZREM', KEYS[10], event_id)
