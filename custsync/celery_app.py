@@ -12,7 +12,9 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Queue
 
+from custsync.broker.redis_transport import SENTINEL_TRANSPORT
 from custsync.broker.redis_transport import TRANSPORT as REDIS_TRANSPORT
+from custsync.redis_connect import SentinelUrl, is_sentinel
 from custsync.runtime import Runtime, get_runtime
 from custsync.state.keys import QUEUE, TASK_NAME
 
@@ -40,6 +42,9 @@ def runtime_of(app: Any) -> Runtime:
 def celery_config(runtime: Runtime) -> dict[str, Any]:
     s = runtime.settings
     broker = s.broker_url or runtime.redis_url
+    sentinel = SentinelUrl.parse(broker) if is_sentinel(broker) else None
+    if sentinel is not None:
+        broker = sentinel.kombu_url()  # kombu wants one URL per sentinel
     return {
         "broker_url": broker,
         "broker_connection_retry_on_startup": True,
@@ -68,11 +73,11 @@ def celery_config(runtime: Runtime) -> dict[str, Any]:
         # Checks every message before Celery reads it: garbage goes to the DLQ, not the worker.
         "worker_consumer": "custsync.broker.consumer:GuardedConsumer",
         "broker_pool_limit": s.concurrency + 4,
-        **_broker_specific(broker, s),
+        **_broker_specific(broker, s, sentinel),
     }
 
 
-def _broker_specific(broker: str, s: Any) -> dict[str, Any]:
+def _broker_specific(broker: str, s: Any, sentinel: SentinelUrl | None) -> dict[str, Any]:
     """Options that only make sense for one kind of broker."""
     if broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp"):
         # Quorum queues are replicated and survive a node loss; confirms make publish durable.
@@ -82,13 +87,18 @@ def _broker_specific(broker: str, s: Any) -> dict[str, Any]:
             "worker_detect_quorum_queues": True,
         }
     restore_s = max(1, min(10, int(s.visibility_timeout_s / 2)))
-    transport = {}
-    if broker.startswith("redis://") and ";" not in broker:  # TLS/failover: kombu's as is
+    transport: dict[str, Any] = {}
+    failover: dict[str, Any] = {}
+    if broker.startswith("redis://") and ";" not in broker:  # TLS: kombu's as is
         transport = {"broker_transport": REDIS_TRANSPORT}
+    elif sentinel is not None:  # ours too (garbage-safe), on kombu's sentinel channel
+        transport = {"broker_transport": SENTINEL_TRANSPORT}
+        failover = {"master_name": sentinel.master}
     return {
         **transport,
         "broker_connection_timeout": s.redis_timeout_s,
         "broker_transport_options": {
+            **failover,
             # Without these a Redis that accepts but never answers blocks the worker for good,
             # deaf to SIGTERM (kombu's default is no timeout); a BRPOP waits 1 s, well below.
             "socket_timeout": max(s.redis_timeout_s, 2.0),

@@ -21,6 +21,7 @@ from custsync.broker.messages import MessageBuilder, label
 from custsync.celery_app import app as default_app
 from custsync.celery_app import runtime_of
 from custsync.errors import InvalidEvent
+from custsync.redis_connect import connect, is_sentinel
 from custsync.settings import Settings
 from custsync.state.journal import Journal
 from custsync.state.keys import QUEUE, TASK_NAME
@@ -60,15 +61,20 @@ _clients_lock = threading.Lock()
 
 
 def _redis_broker(app: Any) -> redis.Redis | None:
-    """A client for the app's broker when it is one plain Redis server; None otherwise."""
+    """A client for the app's broker when it is one Redis (a plain server, or the master of a
+    Sentinel-watched one, which is then the state Redis too); None otherwise."""
     url = app.conf.broker_url
-    if not isinstance(url, str) or not url.startswith("redis://") or ";" in url:
+    if isinstance(url, str) and url.startswith("sentinel://"):
+        url = runtime_of(app).redis_url  # ours, not kombu's ";"-joined form
+        if not is_sentinel(url):
+            return None  # a Sentinel broker apart from the state Redis: kombu's path
+    elif not isinstance(url, str) or not url.startswith("redis://") or ";" in url:
         return None  # TLS, sockets, failover lists, AMQP: kombu knows their options
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
             timeout = (app.conf.broker_transport_options or {}).get("socket_timeout") or 5.0
-            client = _clients[url] = redis.Redis.from_url(
+            client = _clients[url] = connect(
                 url,
                 socket_connect_timeout=timeout,
                 socket_timeout=timeout,

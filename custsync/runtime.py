@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import redis
-
 from custsync import observability
 from custsync.dlq.retention import RetentionPolicy
 from custsync.dlq.store import DlqStore
 from custsync.embedded.server import EmbeddedRedis, default_data_dir
+from custsync.redis_connect import connect
 from custsync.settings import Settings, load_settings
 from custsync.state.keys import Keys
 from custsync.state.retryset import RetrySet
@@ -45,7 +44,7 @@ class Runtime:
     @cached_property
     def redis(self) -> Any:
         # Pool larger than the thread pool plus the poller, so no thread waits for a socket.
-        return redis.Redis.from_url(
+        return connect(
             self.redis_url,
             decode_responses=True,
             max_connections=self.settings.concurrency * 2 + 8,

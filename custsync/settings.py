@@ -15,6 +15,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from custsync.errors import SettingsError
+from custsync.redis_connect import SentinelUrl, is_sentinel
 from custsync.state.keys import DEFAULT_PREFIX, Keys
 from custsync.targets import REGISTRY
 
@@ -26,6 +27,17 @@ def _url(schemes: tuple[str, ...]) -> validate.Validator:
     return validate.URL(schemes=set(schemes), require_tld=False)
 
 
+def _redis_url(value: str) -> None:
+    """redis://, rediss://, unix:// or sentinel://HOST:PORT[,HOST:PORT…]/MASTER[/DB]."""
+    if not is_sentinel(value):
+        _url(("redis", "rediss", "unix", "sentinel"))(value)
+        return
+    try:
+        SentinelUrl.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def _positive(**kw: Any) -> fields.Float:
     return fields.Float(validate=validate.Range(min=0, min_inclusive=False), **kw)
 
@@ -34,9 +46,7 @@ class _GlobalSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    redis_url = fields.String(
-        data_key="CUSTSYNC_REDIS_URL", validate=_url(("redis", "rediss", "unix"))
-    )
+    redis_url = fields.String(data_key="CUSTSYNC_REDIS_URL", validate=_redis_url)
     broker_url = fields.String(data_key="CUSTSYNC_BROKER_URL", validate=_url(_URL_SCHEMES))
     data_dir = fields.String(data_key="CUSTSYNC_DATA_DIR", validate=validate.Length(min=1))
     embedded_db = fields.Integer(

@@ -11,7 +11,7 @@ decode) raised there and stopped the worker, and the item was gone. Each popped 
 checked first; one that would fail becomes a well-formed wrapper that carries the original
 bytes and says what was wrong, which the consumer's guard then sets aside in the DLQ.
 
-Selected by ``celery_config`` for plain ``redis://`` brokers; everything else is kombu's.
+Selected by ``celery_config`` for plain ``redis://`` and ``sentinel://`` brokers.
 """
 
 from __future__ import annotations
@@ -225,4 +225,13 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same checks and reuse, on a channel that finds the master through Sentinel."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"

@@ -15,6 +15,7 @@ import redis
 from custsync import exitcodes
 from custsync.cli.common import fail, handle_errors, runtime
 from custsync.embedded.server import mask_url
+from custsync.redis_connect import connect
 from custsync.redis_errors import cause
 from custsync.runtime import Runtime
 
@@ -33,7 +34,7 @@ def _redis_url(rt: Runtime) -> str:
 def check_redis(rt: Runtime, timeout_s: float) -> float:
     """Milliseconds a PING took; exits 4 with one line when Redis does not answer."""
     url = _redis_url(rt)
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    client = connect(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     started = time.perf_counter()
     try:
         client.ping()
