@@ -62,7 +62,9 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
     from custsync.delivery import Delivery
     from custsync.runtime import Runtime
     from custsync.settings import load_settings
-    from custsync.state.keys import QUEUE, Keys
+    from custsync.state.keys import Keys, partner_queue
+
+    QUEUE = partner_queue("minted")  # its events are Minted's
     from custsync.state.retryset import schedule
     from custsync.worker import producer_app
 

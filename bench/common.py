@@ -30,7 +30,9 @@ import redis
 from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import SandboxClient
 from custsync.sandbox.server import DEFAULT_MINTED_CREDENTIALS, DEFAULT_VENDOR_CREDENTIALS
-from custsync.state.keys import QUEUE
+from custsync.state.keys import partner_queue
+
+QUEUE = partner_queue("minted")  # every event these benchmarks send is Minted's
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -253,15 +255,18 @@ def seed_customers(client: SandboxClient, events: Sequence[Mapping[str, Any]]) -
         client.put_customers("minted", {e["customer_id"]: dict(e["changes"]) for e in chunk})
 
 
-def stage_messages(client: redis.Redis, app: Any, events: Iterable[Mapping[str, Any]]) -> int:
-    """Build each event's Celery message (as a producer would) into a staging list."""
+def stage_messages(
+    client: redis.Redis, app: Any, events: Iterable[Mapping[str, Any]], queue: str | None = None
+) -> int:
+    """Build each event's Celery message (as a producer would, or as a plain client sending
+    to ``queue``) into a staging list."""
     from custsync.broker.messages import build_message
 
     client.delete(STAGING)
     pipe = client.pipeline(transaction=False)
     staged = 0
     for envelope in events:
-        _, payload = build_message(app, envelope, None)
+        _, payload = build_message(app, envelope, None, queue)
         pipe.lpush(STAGING, payload)
         staged += 1
         if staged % 1000 == 0:
@@ -270,12 +275,12 @@ def stage_messages(client: redis.Redis, app: Any, events: Iterable[Mapping[str, 
     return staged
 
 
-def release_staged(client: redis.Redis) -> float:
+def release_staged(client: redis.Redis, queue: str = QUEUE) -> float:
     """Hand every staged message to the workers at once; returns when (epoch seconds)."""
-    if client.exists(QUEUE):
-        raise BenchError(f"queue {QUEUE!r} is not empty; cannot release the staged messages")
+    if client.exists(queue):
+        raise BenchError(f"queue {queue!r} is not empty; cannot release the staged messages")
     at = time.time()
-    client.rename(STAGING, QUEUE)
+    client.rename(STAGING, queue)
     return at
 
 

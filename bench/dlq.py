@@ -33,7 +33,9 @@ from bench.common import (
 )
 from bench.profile import profiled
 from custsync.dlq.entry import REASONS, DeadLetter
-from custsync.state.keys import QUEUE
+from custsync.state.keys import partner_queue
+
+QUEUE = partner_queue("minted")  # every event these benchmarks send is Minted's
 
 SIZES = {True: 10_000, False: 100_000}
 REPEAT = {True: 10, False: 30}

@@ -36,7 +36,9 @@ from bench.common import (
     percentile,
     start_redis,
 )
-from custsync.state.keys import QUEUE
+from custsync.state.keys import partner_queue
+
+QUEUE = partner_queue("minted")  # every event these benchmarks send is Minted's
 
 SIZES = {True: (600, 6), False: (6000, 40)}  # (single-event requests, batches of 500)
 BATCH = 500

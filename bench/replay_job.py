@@ -18,7 +18,9 @@ import redis
 
 from bench.common import ROOT, BenchError, Figure, Report, base_env, custsync_env, start_redis
 from bench.dlq import entries
-from custsync.state.keys import QUEUE
+from custsync.state.keys import partner_queue
+
+QUEUE = partner_queue("minted")  # every event these benchmarks send is Minted's
 
 SIZES = {True: 5_000, False: 50_000}
 

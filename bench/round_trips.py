@@ -36,6 +36,7 @@ from bench.common import (
     wait_until,
 )
 
+PUBLIC = "custsync"  # the public queue a plain Celery client sends to
 SIZES = {True: (500, 2.0), False: (5000, 5.0)}  # events, idle window seconds
 CONCURRENCY = 4
 TARGET_STATE = 2.0  # the design: custsync's own round trips per applied event
@@ -130,8 +131,26 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
         if applied_count(state_client) != base + n:
             raise BenchError("more events applied than were published")
 
+        # As a plain Celery client sends them: to the public queue, forwarded by the worker.
+        forwarded = minted_events(n, "rtfw")
+        seed_customers(box.client, forwarded)
+        stage_messages(broker_client, app, forwarded, queue=PUBLIC)
+        fw_base = applied_count(state_client)
+        fw_before, f0 = settled_counts(counts_file)
+        release_staged(broker_client, PUBLIC)
+        wait_applied(state_client, fw_base + n, 60 + n / 20, [worker])
+        fw_after, f1 = settled_counts(counts_file)
+
     result: dict[str, Any] = {}
     for role, port in ports.items():
+        total, _ = per_event(
+            delta(fw_after, fw_before, port),
+            delta(idle_after, idle_before, port),
+            idle_window,
+            f1 - f0,
+            n,
+        )
+        result[f"{role}_forwarded"] = total
         total, shapes = per_event(
             delta(after, before, port),
             delta(idle_after, idle_before, port),
@@ -157,6 +176,15 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
             "rt",
             2.0,
             "floor: fetch + ack",
+        )
+    )
+    report.add(
+        Figure.of(
+            "broker round trips/event, via the public queue",
+            result["broker_forwarded"],
+            "rt",
+            result["broker"]["per_event"],
+            "routed by custsync",
         )
     )
     server = {

@@ -16,7 +16,8 @@ from custsync.broker.redis_transport import SENTINEL_TRANSPORT
 from custsync.broker.redis_transport import TRANSPORT as REDIS_TRANSPORT
 from custsync.redis_connect import SentinelUrl, is_sentinel
 from custsync.runtime import Runtime, get_runtime
-from custsync.state.keys import QUEUE, TASK_NAME
+from custsync.state.keys import QUEUE, TASK_NAME, all_queues
+from custsync.targets import REGISTRY
 
 app = Celery("custsync", set_as_current=False)
 
@@ -54,6 +55,8 @@ def celery_config(runtime: Runtime) -> dict[str, Any]:
         "accept_content": ["json"],
         "event_serializer": "json",
         "task_default_queue": QUEUE,
+        # A bare `celery worker` (no -Q) consumes the public queue and every partner's.
+        "task_queues": [Queue(name) for name in all_queues(REGISTRY)],
         "task_routes": {TASK_NAME: {"queue": QUEUE}},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -82,7 +85,10 @@ def _broker_specific(broker: str, s: Any, sentinel: SentinelUrl | None) -> dict[
     if broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp"):
         # Quorum queues are replicated and survive a node loss; confirms make publish durable.
         return {
-            "task_queues": [Queue(QUEUE, queue_arguments={"x-queue-type": "quorum"})],
+            "task_queues": [
+                Queue(name, queue_arguments={"x-queue-type": "quorum"})
+                for name in all_queues(REGISTRY)
+            ],
             "broker_transport_options": {"confirm_publish": True},
             "worker_detect_quorum_queues": True,
         }

@@ -18,7 +18,8 @@ from typing import Any
 from custsync.dlq.purge import purge
 from custsync.dlq.query import Filter, Query
 from custsync.runtime import Runtime
-from custsync.state.keys import QUEUE
+from custsync.state.keys import all_queues
+from custsync.targets import REGISTRY
 
 SCAN = 500
 
@@ -89,11 +90,12 @@ def forget_customer(rt: Runtime, customer_id: str) -> Forgotten:
 
     queued = 0
     if rt.broker_shares_state_redis:  # another broker's queue is the broker's to purge
-        mine = []  # read first, then remove: removing while paging would shift the pages
-        for start in range(0, int(redis.llen(QUEUE)), SCAN):
-            page = redis.lrange(QUEUE, start, start + SCAN - 1)
-            mine += [raw for raw in page if _message_customer(raw) == customer_id]
-        for raw in mine:
-            queued += int(redis.lrem(QUEUE, 1, raw))  # taken by a worker meanwhile: nothing
+        for queue in all_queues(REGISTRY):
+            mine = []  # read first, then remove: removing while paging would shift the pages
+            for start in range(0, int(redis.llen(queue)), SCAN):
+                page = redis.lrange(queue, start, start + SCAN - 1)
+                mine += [raw for raw in page if _message_customer(raw) == customer_id]
+            for raw in mine:
+                queued += int(redis.lrem(queue, 1, raw))  # taken by a worker meanwhile: 0
     done.counts["queue"] = queued
     return done

@@ -17,14 +17,14 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
-from custsync.broker.messages import MessageBuilder, label
+from custsync.broker.messages import MessageBuilder, label, queue_name
 from custsync.celery_app import app as default_app
 from custsync.celery_app import runtime_of
 from custsync.errors import InvalidEvent
 from custsync.redis_connect import connect, is_sentinel
 from custsync.settings import Settings
 from custsync.state.journal import Journal
-from custsync.state.keys import QUEUE, TASK_NAME
+from custsync.state.keys import TASK_NAME
 from custsync.validation import validate_event
 
 BATCH = 1000
@@ -101,7 +101,7 @@ def enqueue(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any = No
         if journal is not None:  # noted first: a message lost after this comes back
             journal.note(pipe, chunk)
         for envelope, delivery in chunk:
-            pipe.lpush(builder.key, builder.build(envelope, delivery))
+            pipe.lpush(builder.key_for(envelope), builder.build(envelope, delivery))
         pipe.execute()
         chunk.clear()
 
@@ -131,7 +131,7 @@ def _send_tasks(items: Iterable[tuple[Any, Mapping[str, Any] | None]], app: Any)
                 TASK_NAME,
                 args=(envelope,),
                 kwargs={"delivery": dict(delivery)} if delivery else {},
-                queue=QUEUE,
+                queue=queue_name(envelope),
                 producer=producer,
                 argsrepr=label(envelope),
                 kwargsrepr="{}",

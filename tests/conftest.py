@@ -123,9 +123,10 @@ def runtime(worker_env: dict[str, str]) -> Iterator[Runtime]:
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
+        self.args = args  # more ``custsync worker`` options, e.g. --targets
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -138,6 +139,7 @@ class WorkerProcess:
                 "worker",
                 "-n",
                 f"test-{uuid.uuid4().hex[:6]}@%h",
+                *self.args,
             ],
             env=self.env,
             stdout=log,

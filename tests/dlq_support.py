@@ -60,10 +60,22 @@ def snapshot(redis: Any, ignore: Iterable[str] = ()) -> dict[str, tuple[str, byt
     return state
 
 
-def queued_event_ids(redis: Any, queue: str = "custsync") -> list[str]:
-    """The event id of every message waiting on the Redis broker's queue list."""
+def queued_raw(redis: Any) -> list[Any]:
+    """Every message waiting on the Redis broker: the public queue, then each partner's."""
+    from custsync.state.keys import all_queues
+    from custsync.targets import REGISTRY
+
+    return [raw for name in all_queues(REGISTRY) for raw in redis.lrange(name, 0, -1)]
+
+
+def queued_count(redis: Any) -> int:
+    return len(queued_raw(redis))
+
+
+def queued_event_ids(redis: Any) -> list[str]:
+    """The event id of every message waiting on the Redis broker's queue lists."""
     ids = []
-    for raw in redis.lrange(queue, 0, -1):
+    for raw in queued_raw(redis):
         message = json.loads(raw)
         args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         ids.append(args[0]["event_id"])

@@ -18,7 +18,15 @@ from custsync.embedded.server import EphemeralRedis
 from custsync.privacy import mask_id
 from custsync.sandbox import Sandbox
 from tests.conftest import db_url, wait_for
-from tests.dlq_support import Quiet, entry, json_lines, queued_event_ids, start_cli
+from tests.dlq_support import (
+    Quiet,
+    entry,
+    json_lines,
+    queued_count,
+    queued_event_ids,
+    queued_raw,
+    start_cli,
+)
 from tests.events import MINTED_EXAMPLE
 
 BROKER_DB = 13  # "another broker": a second database, so one Lua script cannot span both
@@ -189,7 +197,7 @@ def test_replay_sends_a_fresh_budget_and_the_replay_count(quiet: Quiet) -> None:
 
     result = quiet.cli("dlq", "replay", old.event_id, "--yes", "--force")
     assert result.returncode == 0, result.stderr
-    (raw,) = quiet.raw.lrange("custsync", 0, -1)
+    (raw,) = queued_raw(quiet.raw)
     args, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
     assert args == [old.envelope]
     delivery = kwargs["delivery"]
@@ -211,7 +219,7 @@ def test_with_another_broker_replay_claims_each_entry_then_enqueues(
     assert result.returncode == 0, result.stderr
     assert sorted(queued_event_ids(broker_client)) == sorted(e.event_id for e in entries)
     assert quiet.rt.dlq.count() == 0
-    assert quiet.raw.llen("custsync") == 0
+    assert queued_count(quiet.raw) == 0
     assert list(quiet.raw.scan_iter("custsync:replaying:*")) == []  # claims released
     broker_client.flushdb()
 

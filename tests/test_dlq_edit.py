@@ -14,7 +14,7 @@ from custsync.dlq.entry import DeadLetter
 from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import Sandbox
 from custsync.state.audit import Audit
-from tests.dlq_support import Quiet, entry
+from tests.dlq_support import Quiet, entry, queued_raw
 from tests.events import MINTED_EXAMPLE
 
 PLANTED = "Quillbarrowen"  # a last name no pattern would mask
@@ -40,7 +40,7 @@ def _refused(quiet: Quiet) -> DeadLetter:
 
 def _queued(quiet: Quiet) -> list[tuple[dict, dict]]:  # type: ignore[type-arg]
     out = []
-    for raw in quiet.raw.lrange("custsync", 0, -1):
+    for raw in queued_raw(quiet.raw):
         args, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
         out.append((args[0], kwargs["delivery"]))
     return out

@@ -20,7 +20,7 @@ from custsync.sandbox import Sandbox
 from custsync.settings import load_settings
 from custsync.state.retryset import schedule
 from tests.conftest import run_cli
-from tests.dlq_support import Quiet, entry, json_lines, redis_contents
+from tests.dlq_support import Quiet, entry, json_lines, queued_count, redis_contents
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 
 GONE_VALUE, KEPT_VALUE = "Morrowquistel", "Keepsakeward"
@@ -60,7 +60,7 @@ def test_forget_leaves_no_trace_of_the_customer_and_keeps_the_others(quiet: Quie
     assert GONE_VALUE.encode() not in after
     assert gone.encode() not in after
     assert KEPT_VALUE.encode() in after and kept.encode() in after
-    assert quiet.rt.dlq.count() == 2 and quiet.raw.llen("custsync") == 1
+    assert quiet.rt.dlq.count() == 2 and queued_count(quiet.raw) == 1
     audit = run_cli(quiet.env, "audit", "--json").stdout
     (line,) = json_lines(audit)
     assert (line["action"], line["scope"], line["count"]) == (

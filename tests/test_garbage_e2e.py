@@ -14,6 +14,7 @@ from kombu import Message
 from custsync.broker.consumer import check_message
 from custsync.broker.messages import MessageBuilder
 from custsync.sandbox import SandboxClient
+from custsync.state.keys import QUEUE  # garbage arrives where any client writes
 from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, new_id
 from tests.garbage import CASES, marker_envelope, oversized, valid_envelope
@@ -73,13 +74,13 @@ def test_garbage_mixed_with_valid_events_stops_no_worker_and_loses_nothing(
     random.Random(7).shuffle(items)
     pipe = rt.redis.pipeline(transaction=False)
     for item in items:
-        pipe.lpush(builder.key, item)
+        pipe.lpush(QUEUE, item)
     pipe.execute()
     expected_dlq = len(garbage) + kombu_garbage(pool)
 
     def settled() -> bool:
         applied = pool.counters("minted").get("applied", 0)
-        queued, unacked = rt.redis.llen(builder.key), rt.redis.hlen("unacked")
+        queued, unacked = rt.redis.llen(QUEUE), rt.redis.hlen("unacked")
         return applied >= VALID and rt.dlq.count() >= expected_dlq and not (queued or unacked)
 
     wait_for(settled, timeout_s=180, interval_s=0.5)
@@ -113,12 +114,12 @@ def test_an_envelope_in_a_body_of_the_wrong_shape_is_kept_for_replay(
     message = json.loads(builder.build(env, None))
     from tests.garbage import _with_body
 
-    rt.redis.lpush(builder.key, json.dumps(_with_body(message, [env])))  # [envelope]: v1-ish
+    rt.redis.lpush(QUEUE, json.dumps(_with_body(message, [env])))  # [envelope]: v1-ish
 
     entry = wait_for(lambda: rt.dlq.get(env["event_id"]), timeout_s=30)
     assert entry.reason == "malformed" and entry.envelope == env
     assert "body: not protocol v2" in entry.error
-    assert rt.redis.hlen("unacked") == 0 and rt.redis.llen(builder.key) == 0
+    assert rt.redis.hlen("unacked") == 0 and rt.redis.llen(QUEUE) == 0
 
 
 def test_a_plain_celery_client_s_envelope_never_reaches_task_events() -> None:

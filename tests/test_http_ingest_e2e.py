@@ -30,6 +30,7 @@ from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
 from tests.conftest import WorkerProcess, custsync_env, db_url, run_cli, wait_for
+from tests.dlq_support import queued_count, queued_raw
 from tests.events import MINTED_EXAMPLE, envelope, minted_customer
 from tests.operations_run import free_port
 
@@ -54,7 +55,7 @@ class Server:
     operator_key: str
 
     def queued(self) -> int:
-        return int(self.queue.llen("custsync"))
+        return queued_count(self.queue)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_signed_and_keyed_requests_are_enqueued_with_their_source(server: Server
 def _queued_envelopes(server: Server) -> list[str]:
     """The envelopes on the queue, oldest last (kombu LPUSHes, BRPOPs the other end)."""
     found = []
-    for raw in reversed(server.queue.lrange("custsync", 0, -1)):
+    for raw in reversed(queued_raw(server.queue)):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
         found.append(json.dumps(args[0]))
@@ -372,9 +373,9 @@ def test_with_no_source_a_loopback_server_takes_unsigned_events(
     env = custsync_env(redis_server, sandbox, DB)
     app = create_app(Runtime(load_settings(env)), open_without_sources=True)
     queue = redis.Redis.from_url(db_url(redis_server, DB))
-    before = queue.llen("custsync")
+    before = queued_count(queue)
     answer = app.test_client().post("/v1/events", json=_event())
     assert answer.status_code == 202, answer.get_data(as_text=True)
-    assert queue.llen("custsync") == before + 1
+    assert queued_count(queue) == before + 1
     closed = create_app(Runtime(load_settings(env)))  # what a non-loopback bind would get
     assert closed.test_client().post("/v1/events", json=_event()).status_code == 401

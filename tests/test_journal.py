@@ -53,7 +53,7 @@ def test_recovery_leaves_queued_and_recent_events_alone(direct_env: dict[str, st
     sent: list[object] = []
     assert journal.recover(sent.extend, 0.01) == 0
 
-    rt.redis.delete("custsync")  # the queue drains; now the older entry is provably lost
+    rt.redis.delete("custsync.minted")  # the queue drains; now the older one is provably lost
     time.sleep(0.02)  # the recovery lock lasts one interval
     assert journal.recover(sent.extend, 0.01) == 2
     assert {e["event_id"] for e, _ in sent} == {old["event_id"], behind_tail["event_id"]}  # type: ignore[index]

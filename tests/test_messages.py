@@ -33,11 +33,11 @@ def test_build_message_is_what_the_celery_producer_pushes(quiet: Quiet) -> None:
     event = envelope("minted", "C-1", dict(MINTED_EXAMPLE))
     delivery = {"attempts": 0, "first_seen_at": 1.5, "replays": 1, "force": False}
     enqueue([(event, delivery)], app)
-    (sent_raw,) = quiet.raw.lrange("custsync", 0, -1)
+    (sent_raw,) = quiet.raw.lrange("custsync.minted", 0, -1)  # Minted's own queue
 
     key, built_raw = build_message(app, event, delivery)
     sent, built = json.loads(sent_raw), json.loads(built_raw)
-    assert key == "custsync"
+    assert key == "custsync.minted"
     assert set(built) == set(sent)
     assert _stable(built["headers"]) == _stable(sent["headers"])
     assert built["headers"]["argsrepr"] == f"(<envelope {event['event_id']}>,)"

@@ -18,7 +18,7 @@ from custsync.delivery import Delivery
 from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import Sandbox, SandboxClient
 from tests.conftest import WorkerPool, custsync_env, db_url, pipeline_for, wait_for
-from tests.dlq_support import Quiet, entry, json_lines
+from tests.dlq_support import Quiet, entry, json_lines, queued_count
 from tests.events import MINTED_EXAMPLE, envelope, vendor_changes, vendor_customer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "first-steps.ndjson"
@@ -70,7 +70,7 @@ def test_publish_dry_run_json_says_would_publish_and_a_cut_line_points_at_its_en
     (problem,) = summary["errors"]
     (message,) = problem["errors"]["_line"]
     assert f"at column {len(cut) + 1}" in message and "truncated" in message
-    assert quiet.raw.llen("custsync") == 0
+    assert queued_count(quiet.raw) == 0
     text = quiet.cli("publish", "--dry-run", str(path))
     assert "would publish 1 event; 1 invalid line not enqueued" in text.stderr
 

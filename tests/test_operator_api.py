@@ -20,7 +20,7 @@ from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox
 from custsync.settings import load_settings
 from tests.conftest import run_cli
-from tests.dlq_support import Quiet, entry, json_lines
+from tests.dlq_support import Quiet, entry, json_lines, queued_count
 
 PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
 
@@ -116,11 +116,11 @@ def test_an_operator_reveals_replays_and_purges_and_each_is_audited(
         headers=basic(ALICE),
     ).get_json()
     assert (dry["dry_run"], dry["replay"]) == (True, 5)
-    assert quiet.raw.llen("custsync") == 0
+    assert queued_count(quiet.raw) == 0
     done = client.post(
         "/v1/dlq/replay", json={"filter": {"reason": "not_found"}}, headers=basic(ALICE)
     ).get_json()
-    assert done["replayed"] == 5 and quiet.raw.llen("custsync") == 5
+    assert done["replayed"] == 5 and queued_count(quiet.raw) == 5
     purged = client.post(
         "/v1/dlq/purge", json={"ids": [entries[-1].event_id, "no-such"]}, headers=basic(ALICE)
     ).get_json()

@@ -11,6 +11,8 @@ from typing import Any
 
 from custsync.producer import enqueue
 from custsync.sandbox import SandboxClient
+from custsync.state.keys import all_queues
+from custsync.targets import REGISTRY
 from tests.conftest import WorkerPool, wait_for
 from tests.events import MINTED_EXAMPLE, new_id, vendor_changes
 
@@ -81,12 +83,15 @@ class Settled:
             total += c.get("applied", 0) + c.get("duplicate", 0) + c.get("superseded", 0)
             total += sum(v for k, v in c.items() if k.startswith("dead_lettered"))
         pipe = redis.pipeline(transaction=True)  # one snapshot: a restore moves atomically
-        pipe.llen("custsync")
+        for name in all_queues(REGISTRY):
+            pipe.llen(name)
         pipe.hlen("unacked")
         for target in ("minted", "vendor"):
             pipe.zcard(keys.retry(target))
             pipe.zcard(keys.retry_claimed(target))
-        queued, unacked, *waiting = pipe.execute()
+        replies = pipe.execute()
+        depths = len(all_queues(REGISTRY))
+        queued, (unacked, *waiting) = sum(replies[:depths]), replies[depths:]
         self.last = {
             "outcomes": total,
             "expected": self.expected,

@@ -13,10 +13,12 @@ from custsync import exitcodes, publish, publish_many
 from custsync.producer import EventValidationError
 from custsync.runtime import Runtime
 from custsync.settings import load_settings
-from custsync.state.keys import QUEUE, TASK_NAME
+from custsync.state.keys import TASK_NAME, partner_queue
 from custsync.worker import producer_app
 from tests.conftest import run_cli
 from tests.events import MINTED_EXAMPLE, envelope, new_id
+
+QUEUE = partner_queue("minted")  # custsync's producers route each event to its partner
 
 
 @pytest.fixture

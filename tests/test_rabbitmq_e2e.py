@@ -17,6 +17,7 @@ import pytest
 from custsync.producer import enqueue, publish
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
+from tests.dlq_support import queued_count
 from tests.events import MINTED_EXAMPLE, envelope, new_id, vendor_changes
 
 AMQP_URL = os.environ.get("CUSTSYNC_TEST_AMQP_URL", "")
@@ -75,4 +76,4 @@ def test_events_flow_through_rabbitmq_and_retries_still_use_the_redis_retry_set(
     entry = amqp_pool.runtime.dlq.get(missing["event_id"])
     assert entry is not None and entry.reason == "not_found"
     assert amqp_pool.runtime.dlq.get(invalid["event_id"]).reason == "invalid"  # type: ignore[union-attr]
-    assert amqp_pool.runtime.redis.llen("custsync") == 0  # nothing went through Redis' queue
+    assert queued_count(amqp_pool.runtime.redis) == 0  # nothing went through Redis' queue

@@ -16,6 +16,7 @@ import pytest
 from custsync.producer import enqueue
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
+from tests.dlq_support import queued_count
 from tests.events import MINTED_EXAMPLE, envelope, new_id, vendor_changes
 from tests.test_ordering_e2e import Settled, fold
 
@@ -254,4 +255,4 @@ def test_sigterm_lets_the_call_in_flight_finish(
 
     assert [o["outcome"] for o in pool.workers[0].outcomes(env["event_id"])] == ["applied"]
     assert sandbox_client.get_customer("minted", cid)["lastname"] == "Finished"
-    assert rt.redis.llen("custsync") == 0
+    assert queued_count(rt.redis) == 0

@@ -40,6 +40,8 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     assert result.returncode == 0, result.stderr
     state = json_lines(result.stdout)[0]
     assert (state["queue"]["name"], state["queue"]["waiting"]) == ("custsync", 2)
+    assert state["queue"]["queues"]["custsync.minted"] == 2  # the partner's own queue
+    assert state["targets"]["minted"]["queued"] == 2
     assert state["dlq_total"] == 3
     minted, vendor = state["targets"]["minted"], state["targets"]["vendor"]
     assert minted["retry"]["size"] == 1
@@ -59,7 +61,8 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     assert vendor["last_success"] is None
 
     text = quiet.cli("status").stdout
-    assert "queue   custsync: 2 waiting" in text
+    assert "queues  2 waiting, 0 in progress (all queues)" in text
+    assert "  custsync.minted     2 waiting" in text
     assert "retry set     1 waiting, next due in " in text
     assert "breaker       open until " in text and "5 customers failing of 5 to open" in text
     assert "breaker       closed\n" in text  # vendor

@@ -17,7 +17,8 @@ from typing import Any
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
-from custsync.state.keys import QUEUE, TASK_NAME
+from custsync.state.keys import QUEUE, TASK_NAME, partner_queue
+from custsync.targets import REGISTRY
 
 
 def label(envelope: Any) -> str:
@@ -26,10 +27,17 @@ def label(envelope: Any) -> str:
     return f"(<envelope {str(event_id)[:128]}>,)"
 
 
-def queue_key(app: Any) -> str:
-    """The Redis list kombu uses for our queue at the default priority."""
+def queue_name(envelope: Any) -> str:
+    """Where custsync's producers put an event: its partner's queue, or the public one
+    when it names no known partner (the worker then refuses it with the reason)."""
+    target = envelope.get("target") if isinstance(envelope, Mapping) else None
+    return partner_queue(target) if isinstance(target, str) and target in REGISTRY else QUEUE
+
+
+def key_prefix(app: Any) -> str:
+    """kombu's global key prefix for the app's Redis broker (usually none)."""
     options = app.conf.broker_transport_options or {}
-    return f"{options.get('global_keyprefix', '')}{QUEUE}"
+    return str(options.get("global_keyprefix", ""))
 
 
 class MessageBuilder:
@@ -38,12 +46,19 @@ class MessageBuilder:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.key = queue_key(app)
+        self.prefix = key_prefix(app)
         self.origin = anon_nodename()
         self.as_task = app.amqp.as_task_v2
 
-    def build(self, envelope: Any, delivery: Mapping[str, Any] | None) -> str:
-        """The JSON payload of one ``custsync.apply_update`` message, for LPUSH on ``key``."""
+    def key_for(self, envelope: Any) -> str:
+        """The Redis list kombu uses for this event's queue (default priority)."""
+        return f"{self.prefix}{queue_name(envelope)}"
+
+    def build(
+        self, envelope: Any, delivery: Mapping[str, Any] | None, queue: str | None = None
+    ) -> str:
+        """The JSON payload of one ``custsync.apply_update`` message, for LPUSH on
+        ``key_for(envelope)``."""
         task_id = str(uuid.uuid4())
         kwargs = {"delivery": dict(delivery)} if delivery else {}
         task = self.as_task(
@@ -67,7 +82,7 @@ class MessageBuilder:
                 **task.properties,
                 "delivery_mode": 2,  # persistent, as kombu's default for a direct exchange
                 # The anonymous exchange: kombu's Redis transport routes by queue name alone.
-                "delivery_info": {"exchange": "", "routing_key": QUEUE},
+                "delivery_info": {"exchange": "", "routing_key": queue or queue_name(envelope)},
                 "priority": 0,
                 "body_encoding": "base64",
                 "delivery_tag": str(uuid.uuid4()),
@@ -76,7 +91,11 @@ class MessageBuilder:
         return json.dumps(message)
 
 
-def build_message(app: Any, envelope: Any, delivery: Mapping[str, Any] | None) -> tuple[str, str]:
-    """(Redis list key, JSON payload) of one message; for many, use one MessageBuilder."""
+def build_message(
+    app: Any, envelope: Any, delivery: Mapping[str, Any] | None, queue: str | None = None
+) -> tuple[str, str]:
+    """(Redis list key, JSON payload) of one message; for many, use one MessageBuilder.
+    ``queue``: as a plain client would send it there (tests, benchmarks), not routed."""
     builder = MessageBuilder(app)
-    return builder.key, builder.build(envelope, delivery)
+    key = f"{builder.prefix}{queue}" if queue else builder.key_for(envelope)
+    return key, builder.build(envelope, delivery, queue)

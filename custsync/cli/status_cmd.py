@@ -38,7 +38,9 @@ def _print(state: dict[str, Any]) -> None:
         click.echo(f"queue   {queue['name']}: {queue['error']}")
     else:
         held = f", {queue['in_progress']} in progress" if queue["in_progress"] is not None else ""
-        click.echo(f"queue   {queue['name']}: {queue['waiting']} waiting{held} (all targets)")
+        click.echo(f"queues  {queue['waiting']} waiting{held} (all queues)")
+        for name, depth in queue["queues"].items():
+            click.echo(f"  {name:<20}{depth} waiting")
     click.echo(f"DLQ     {plural(state['dlq_total'], 'entry', 'entries')}")
     if not state["targets"]:
         click.echo("no target is configured (set CUSTSYNC_<TARGET>_BASE_URL)")

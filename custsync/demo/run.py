@@ -24,7 +24,8 @@ from custsync.producer import enqueue, publish_many
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.settings import load_settings
-from custsync.state.keys import QUEUE
+from custsync.state.keys import all_queues
+from custsync.targets import REGISTRY
 
 DEMO_DB = 15
 TARGETS = ("minted", "vendor")
@@ -149,7 +150,7 @@ def _line(rt: Runtime, total: int, started: float) -> tuple[str, int]:
     skipped = sum(t.superseded for t in tallies.values())
     dead = rt.dlq.count()
     waiting = sum(t.waiting for t in tallies.values())
-    queued = int(rt.redis.llen(QUEUE))
+    queued = _waiting(rt)
     retried = sum(t.retried for t in tallies.values())
     line = (
         f"{time.monotonic() - started:5.1f}s  applied {applied:>4}  superseded {skipped:>3}  "
@@ -228,7 +229,7 @@ def _watch(rt: Runtime, worker: Worker, total: int, timeout_s: float) -> int:
         elif now - last_print >= 2:
             click.echo(line)
             last_print = now
-        if done >= total and rt.redis.llen(QUEUE) == 0:
+        if done >= total and _waiting(rt) == 0:
             click.echo(f"\r{line}" if tty else line)
             return 0
         if not worker.alive():
@@ -278,3 +279,11 @@ def _summary(rt: Runtime, client: SandboxClient) -> None:
 def _other_targets(rt: Runtime) -> set[str]:
     prefix = rt.keys.counters("")
     return {k[len(prefix) :] for k in rt.redis.scan_iter(f"{prefix}*")} - set(TARGETS)
+
+
+def _waiting(rt: Runtime) -> int:
+    """Messages waiting on the public queue and every partner's."""
+    pipe = rt.redis.pipeline(transaction=False)
+    for name in all_queues(REGISTRY):
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())

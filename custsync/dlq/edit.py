@@ -118,7 +118,7 @@ def send(rt: Runtime, app: Any, edit: Edit, raw: str) -> bool:
     entry changed or left meanwhile (another replay, edit or purge): nothing was sent."""
     delivery = Delivery(attempts=0, first_seen_at=time.time(), replays=edit.entry.replays + 1)
     builder = MessageBuilder(app)
-    message = (builder.key, builder.build(edit.envelope, delivery.as_dict()))
+    message = (builder.key_for(edit.envelope), builder.build(edit.envelope, delivery.as_dict()))
     answer = rt.dlq.take(
         edit.entry,
         raw,

@@ -225,7 +225,7 @@ class Replayer:
         builder = MessageBuilder(self.app)
         for entry, raw in ready:
             delivery = self._delivery(entry)
-            message = (builder.key, builder.build(entry.envelope, delivery))
+            message = (builder.key_for(entry.envelope), builder.build(entry.envelope, delivery))
             self.rt.dlq.take(
                 entry,
                 raw,

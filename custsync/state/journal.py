@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from custsync.dlq.entry import entry_id_for
-from custsync.state.keys import QUEUE, UNACKED, Keys
+from custsync.state.keys import UNACKED, Keys, all_queues
+from custsync.targets import REGISTRY
 
 log = logging.getLogger("custsync.state.journal")
 
@@ -66,21 +67,32 @@ class Journal:
         pipe.zrem(self.keys.journal, event_id)
         pipe.hdel(self.keys.journal_body, event_id)
 
+    def _horizon(self) -> float | None:
+        """When the oldest event still waiting on any queue was noted; None when the oldest
+        message of some queue is not ours (no safe horizon)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in all_queues(REGISTRY):
+            pipe.lindex(name, -1)
+        horizon = time.time()
+        for tail in pipe.execute():
+            if tail is None:
+                continue
+            tail_id = _event_id_of(tail)
+            score = self.redis.zscore(self.keys.journal, tail_id) if tail_id else None
+            if score is None:
+                return None
+            horizon = min(horizon, float(score))
+        return horizon
+
     def recover(
         self, send: Callable[[Sequence[tuple[Any, dict[str, Any]]]], object], interval_s: float
     ) -> int:
         """Re-enqueue events the broker lost; one worker at a time does it."""
         if not self.redis.set(self.keys.journal_lock, "1", nx=True, px=int(interval_s * 1000)):
             return 0
-        tail = self.redis.lindex(QUEUE, -1)
-        if tail is None:
-            horizon = time.time()
-        else:
-            tail_id = _event_id_of(tail)
-            score = self.redis.zscore(self.keys.journal, tail_id) if tail_id else None
-            if score is None:
-                return 0  # the oldest queued message is not ours: no safe horizon
-            horizon = float(score)
+        horizon = self._horizon()
+        if horizon is None:
+            return 0
         ids = self.redis.zrangebyscore(self.keys.journal, "-inf", horizon - GRACE_S, 0, BATCH)
         if not ids:
             return 0

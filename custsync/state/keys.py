@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-QUEUE = "custsync"  # the Celery queue the task consumes; on Redis, kombu's list of that name
+QUEUE = "custsync"  # the public Celery queue: the entry for any client; kombu's list on Redis
 # kombu's Redis transport: messages workers hold and have not acknowledged, by delivery tag.
 UNACKED = "unacked"
 TASK_NAME = "custsync.apply_update"
 DEFAULT_PREFIX = "custsync:"
+
+
+def partner_queue(target: str) -> str:
+    """One partner's queue (``custsync.minted``): custsync's producers route there, and a
+    worker started with ``--targets`` consumes only those."""
+    return f"{QUEUE}.{target}"
+
+
+def all_queues(targets: Iterable[str]) -> list[str]:
+    """The public queue, then one per partner."""
+    return [QUEUE, *(partner_queue(t) for t in sorted(targets))]
 
 
 @dataclass(frozen=True)
