@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from types import TracebackType
 from typing import Any
 
 from custsync.observability.scrub import ScrubFilter
@@ -38,12 +40,54 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+def uses_json(fmt: str) -> bool:
+    """``json``, or ``auto`` when stderr is not a terminal (a container, a file, a pipe)."""
+    return fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+
+
+def _stderr_handler(fmt: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
+    handler.setFormatter(JsonFormatter() if uses_json(fmt) else TextFormatter())
     handler.addFilter(ScrubFilter())  # exception messages may echo personal data or secrets
-    root = logging.getLogger("custsync")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    return handler
+
+
+def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+    """custsync's own records only (commands that leave the rest of logging alone)."""
+    ours = logging.getLogger("custsync")
+    ours.handlers[:] = [_stderr_handler(fmt)]
+    ours.setLevel(level)
+    ours.propagate = False
+
+
+def configure_worker_logging(fmt: str, level: str, celery_level: int | str) -> None:
+    """Every record of the process through one handler, so one format and one scrubbing:
+    custsync's at ``level``, Celery's, kombu's and the libraries' at ``celery_level``;
+    Python warnings and uncaught exceptions become records too."""
+    root = logging.getLogger()
+    root.handlers[:] = [_stderr_handler(fmt)]
+    root.setLevel(celery_level)
+    ours = logging.getLogger("custsync")
+    ours.handlers.clear()
+    ours.setLevel(level)
+    ours.propagate = True
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+_crash_log = logging.getLogger("custsync.crash")
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    _crash_log.critical("uncaught %s", exc_type.__name__, exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return  # the thread's way to end, as the default hook treats it
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    _crash_log.critical("uncaught %s in thread %s", args.exc_type.__name__, name, exc_info=exc_info)

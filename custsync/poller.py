@@ -19,6 +19,7 @@ from custsync.state.journal import Journal
 log = logging.getLogger("custsync.poller")
 
 RECOVERY_INTERVAL_S = 5.0  # how often one worker looks for events the broker lost
+BEAT_STALE_MIN_S = 60.0  # /healthz fails once the loop has not gone round for this long
 
 
 class RetryPoller:
@@ -30,10 +31,21 @@ class RetryPoller:
         self.journal = Journal(runtime.redis, runtime.keys)
         self._journaled = runtime.broker_shares_state_redis
         self._next_recovery = 0.0
+        self.last_beat = time.monotonic()  # when the loop last went round
         self._thread = threading.Thread(target=self._run, name="custsync-retry-poller", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def beat_stale_s(self) -> float:
+        """How old ``last_beat`` may grow while the loop still runs: a pass waits on Redis a
+        few times (each at most CUSTSYNC_REDIS_TIMEOUT_S), then pauses; ten such waits, and
+        at least a minute."""
+        return max(BEAT_STALE_MIN_S, 10 * self.rt.settings.redis_timeout_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
@@ -87,6 +99,7 @@ class RetryPoller:
     def _run(self) -> None:
         down_since: float | None = None  # an outage is one line when it starts, one at its end
         while not self._stop.is_set():
+            self.last_beat = time.monotonic()  # Redis or not: the worker's liveness reads it
             try:
                 self.poll_once()
                 self.rt.dlq.retention.maybe_trim()  # an idle DLQ must age out too

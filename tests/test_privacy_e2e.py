@@ -263,7 +263,7 @@ def test_every_canary_reached_the_dlq_or_the_partner(played: Played) -> None:
 
 def test_the_worker_log_at_debug_holds_none(played: Played) -> None:
     text = played.worker.log_text()
-    assert "DEBUG/MainProcess" in text  # Celery's own lines at debug are in
+    assert '"level":"debug","logger":"celery.' in text  # Celery's own lines at debug are in
     assert _leaks(text) == []
 
 
