@@ -28,6 +28,7 @@ from tests.conftest import WorkerProcess, custsync_env, db_url, wait_for
 from tests.dlq_support import entry, redis_contents
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 from tests.operations_run import free_port
+from tests.tools import debian_tool
 
 DB = 26
 PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
@@ -47,10 +48,7 @@ class Console:
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
-    return path
+    return debian_tool("chromium", "chromium")
 
 
 @pytest.fixture(scope="module")

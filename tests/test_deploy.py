@@ -3,6 +3,7 @@ agree with the code (queue name, soft-shutdown time, health command)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import yaml
 
 from custsync.runtime import Runtime
 from custsync.settings import Settings
-from custsync.state.keys import QUEUE
+from custsync.state.keys import all_queues
+from custsync.targets import REGISTRY
 from custsync.worker import celery_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +27,10 @@ MANIFESTS = sorted((ROOT / "deploy").rglob("*.yaml"))
 def _tool(name: str) -> str:
     path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
-        pytest.skip(f"{name} is not installed (.ci/run installs it)")
+        why = f"{name} is not installed (.ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(why)  # a CI image without it must not pass by skipping
+        pytest.skip(why)
     return path
 
 
@@ -71,9 +76,9 @@ def test_kubernetes_validate_strict_accepts_every_manifest() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "ERROR" not in checked.stdout
-    # It has no schemas for KEDA's kinds: those are checked below.
+    # It has no schemas for KEDA's and the Prometheus Operator's kinds: checked below.
     unchecked = [line for line in checked.stdout.splitlines() if line.startswith("WARN")]
-    assert all("keda.sh" in line for line in unchecked), unchecked
+    assert all("keda.sh" in w or "monitoring.coreos.com" in w for w in unchecked), unchecked
 
 
 # The parts of KEDA's ScaledObject and TriggerAuthentication these manifests use.
@@ -122,23 +127,27 @@ def test_keda_scales_the_worker_on_the_custsync_list() -> None:
     assert scaled["spec"]["scaleTargetRef"]["name"] in {
         d["metadata"]["name"] for k, d in docs.items() if k.startswith("Deployment/")
     }
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["metadata"]["listName"] == QUEUE
+    triggers = scaled["spec"]["triggers"]
+    assert [t["metadata"]["listName"] for t in triggers] == all_queues(REGISTRY)
+    trigger = triggers[0]
     auth = docs[f"TriggerAuthentication/{trigger['authenticationRef']['name']}"]
     (ref,) = auth["spec"]["secretTargetRef"]
     secret = docs[f"Secret/{ref['name']}"]
     assert ref["key"] in secret["stringData"]
 
 
-def test_worker_deployment_outlives_the_soft_shutdown_and_probes_with_health() -> None:
+def test_worker_deployment_outlives_the_soft_shutdown_and_probes_its_metrics_port() -> None:
     docs = _documents()
     spec = docs["Deployment/custsync-worker"]["spec"]["template"]["spec"]
     soft_s = celery_config(Runtime(Settings(redis_url="redis://x")))["worker_soft_shutdown_timeout"]
     assert spec["terminationGracePeriodSeconds"] > soft_s
     (container,) = spec["containers"]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["exec"]["command"][:2] == ["custsync", "health"]
-    assert "--worker" in container["livenessProbe"]["exec"]["command"]
+    paths = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
+    (port,) = container["ports"]  # the endpoints exist only with CUSTSYNC_METRICS_PORT set
+    configured = int(docs["ConfigMap/custsync-config"]["data"]["CUSTSYNC_METRICS_PORT"])
+    assert (port["name"], port["containerPort"]) == ("metrics", configured)
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert docs["PodDisruptionBudget/custsync-worker"]["spec"]["maxUnavailable"] == 1
 
@@ -163,3 +172,50 @@ def test_serve_scales_on_cpu_probes_over_http_and_never_restarts_on_a_redis_outa
     assert hpa["metrics"][0]["resource"]["name"] == "cpu"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["serve"]["command"][0] == "serve"
+
+
+# The parts of the Prometheus Operator's ServiceMonitor these manifests use.
+_SERVICE_MONITOR_SPEC = {
+    "type": "object",
+    "required": ["selector", "endpoints"],
+    "additionalProperties": False,
+    "properties": {
+        "selector": {
+            "type": "object",
+            "required": ["matchLabels"],
+            "properties": {"matchLabels": {"type": "object"}},
+            "additionalProperties": False,
+        },
+        "endpoints": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["port", "path"],
+                "additionalProperties": False,
+                "properties": {
+                    "port": {"type": "string"},
+                    "path": {"const": "/metrics"},
+                    "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                },
+            },
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("component", ["worker", "serve"])
+def test_service_monitors_reach_the_metrics_port_of_the_pods(component: str) -> None:
+    """ServiceMonitor -> Service (by labels, port name) -> the Deployment's named port."""
+    docs = _documents()
+    name = f"custsync-{component}"
+    monitor = docs[f"ServiceMonitor/{name}"]["spec"]
+    jsonschema.validate(monitor, _SERVICE_MONITOR_SPEC)
+    service = docs[f"Service/{name}"]  # its name becomes the job label the alerts match
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["endpoints"]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    pod = docs[f"Deployment/{name}"]["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in container["ports"]}

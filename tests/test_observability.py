@@ -28,7 +28,7 @@ from custsync.observability.collector import RedisStateCollector
 from custsync.observability.metrics import Metrics, status_class
 from custsync.observability.scrub import scrub_breadcrumb, scrub_event
 from custsync.outcomes import Outcome, Result
-from custsync.state.keys import QUEUE, Keys
+from custsync.state.keys import QUEUE, Keys, partner_queue
 from custsync.targets import REGISTRY
 from tests.conftest import db_url
 from tests.sentry_capture import SentryCapture
@@ -198,6 +198,7 @@ def test_collector_reads_the_shared_state_in_one_scrape(state_redis: Any) -> Non
     state_redis.hset(keys.breaker("minted"), mapping={"failures": 9, "opened_until": now - 1})
     state_redis.zadd(keys.dlq_by("reason", "invalid"), {"ev-1": now, "ev-2": now})
     state_redis.rpush(QUEUE, "m1", "m2", "m3")
+    state_redis.rpush(partner_queue("vendor"), "m4")
     got = _collect(
         RedisStateCollector(state_redis, keys, {"vendor": 5, "minted": 5}, queue_in_redis=True)
     )
@@ -210,6 +211,45 @@ def test_collector_reads_the_shared_state_in_one_scrape(state_redis: Any) -> Non
     assert got[("custsync_target_paused", (("target", "minted"),))] == 0
     assert got[("custsync_dlq_entries", (("reason", "invalid"),))] == 2
     assert got[("custsync_queue_messages", (("queue", QUEUE),))] == 3
+    assert got[("custsync_queue_messages", (("queue", partner_queue("vendor")),))] == 1
+    assert got[("custsync_queue_messages", (("queue", partner_queue("minted")),))] == 0
+
+
+def test_collector_reports_last_success_and_how_far_retries_and_the_dlq_are_behind(
+    state_redis: Any,
+) -> None:
+    keys, now = Keys(), 1_800_000_000.0
+    state_redis.set(keys.last_success("vendor"), now - 42.5)
+    # Scored by due time: the most overdue was due 300 s ago; the other is not due yet.
+    state_redis.zadd(keys.retry("vendor"), {"overdue": now - 300, "later": now + 60})
+    state_redis.zadd(keys.retry("minted"), {"not-yet": now + 5})
+    state_redis.zadd(keys.dlq_by("target", "vendor"), {"e1": now - 7200, "e2": now - 60})
+    collector = RedisStateCollector(
+        state_redis, keys, {"vendor": 5, "minted": 5}, queue_in_redis=False, clock=lambda: now
+    )
+    got = _collect(collector)
+    assert got[("custsync_last_success_timestamp_seconds", (("target", "vendor"),))] == now - 42.5
+    assert ("custsync_last_success_timestamp_seconds", (("target", "minted"),)) not in got
+    assert got[("custsync_retry_oldest_age_seconds", (("target", "vendor"),))] == 300
+    assert got[("custsync_retry_oldest_age_seconds", (("target", "minted"),))] == 0
+    assert got[("custsync_dlq_oldest_age_seconds", (("target", "vendor"),))] == 7200
+    assert got[("custsync_dlq_oldest_age_seconds", (("target", "minted"),))] == 0
+
+
+def test_metrics_time_applied_events_and_start_dead_letter_series_at_zero() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, REGISTRY)
+    metrics.outcome(Result(Outcome.APPLIED, "ev-1", "minted", "C-1"), age_s=3700.0)
+    metrics.outcome(Result(Outcome.RETRY_SCHEDULED, "ev-2", "minted", "C-2"), age_s=10.0)
+    name = "custsync_publish_to_applied_seconds"
+    assert _sample(registry, f"{name}_count", target="minted") == 1  # applied only
+    assert _sample(registry, f"{name}_sum", target="minted") == 3700.0
+    assert _sample(registry, f"{name}_bucket", target="minted", le="3600.0") == 0
+    assert _sample(registry, f"{name}_bucket", target="minted", le="21600.0") == 1
+    assert _sample(registry, f"{name}_count", target="vendor") == 0
+    # A first dead letter must be an increase() to the alert: its series exists at 0 before.
+    assert _sample(registry, "custsync_dead_letters_total", target="vendor", reason="auth") == 0
+    assert _sample(registry, "custsync_dead_letters_total", target="other", reason="invalid") == 0
 
 
 def test_collector_answers_when_redis_does_not() -> None:

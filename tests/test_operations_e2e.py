@@ -5,7 +5,6 @@ and Flower listing the tasks."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from custsync.embedded.server import EphemeralRedis
 from custsync.targets import REGISTRY
 from tests.conftest import wait_for
 from tests.operations_run import Run, flower_tasks, operations_run
+from tests.tools import debian_tool
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +161,7 @@ def test_metrics_show_the_counts_of_the_run(run: Run) -> None:
 
 
 def test_metrics_pass_promtool(run: Run) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+    promtool = debian_tool("promtool", "prometheus")
     checked = subprocess.run(
         [promtool, "check", "metrics"],
         input=_scrape(run),

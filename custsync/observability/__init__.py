@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from custsync.observability.scrub import REPORTED, ScrubFilter, handling, scrub_text
 from custsync.targets import REGISTRY as TARGET_REGISTRY
 
 if TYPE_CHECKING:
+    from custsync.delivery import Delivery
     from custsync.dlq.entry import DeadLetter
+    from custsync.observability.endpoints import Check
     from custsync.observability.metrics import Metrics
     from custsync.outcomes import Result
     from custsync.runtime import Runtime
@@ -40,10 +43,10 @@ _setup_lock = threading.Lock()
 _done = False
 
 
-def record_outcome(result: Result) -> None:
+def record_outcome(result: Result, delivery: Delivery | None = None) -> None:
     m = _metrics
     if m is not None:
-        m.outcome(result)
+        m.outcome(result, None if delivery is None else delivery.age_s(time.time()))
 
 
 def record_partner_call(target: str, status: int | None, duration_s: float) -> None:
@@ -93,9 +96,12 @@ def _label(target: str) -> str:
     return target if target in TARGET_REGISTRY else "other"
 
 
-def setup(runtime: Runtime) -> None:
-    """Turn on what the settings ask for: Sentry (SENTRY_DSN) and the metrics endpoint
-    (CUSTSYNC_METRICS_PORT). Idempotent: the second call does nothing."""
+def setup(
+    runtime: Runtime, *, liveness: Check | None = None, readiness: Check | None = None
+) -> None:
+    """Turn on what the settings ask for: Sentry (SENTRY_DSN) and the HTTP endpoints
+    (CUSTSYNC_METRICS_PORT: /metrics, and /healthz and /readyz for the checks given; no
+    port, no endpoints). Idempotent: the second call does nothing."""
     global _done, _metrics, _sentry_runtime
     with _setup_lock:
         if _done:
@@ -109,14 +115,17 @@ def setup(runtime: Runtime) -> None:
             sentry.init(s.sentry_dsn, s.sentry_environment, f"custsync@{__version__}")
             _sentry_runtime = runtime
         if s.metrics_port is not None:
-            _metrics = _start_metrics(runtime, s.metrics_port)
+            _metrics = _start_metrics(runtime, s.metrics_port, liveness, readiness)
 
 
-def _start_metrics(runtime: Runtime, port: int) -> Metrics:
+def _start_metrics(
+    runtime: Runtime, port: int, liveness: Check | None, readiness: Check | None
+) -> Metrics:
     """Counters in the default registry (one process: the threads pool), the Redis gauges
-    read at scrape time, and the HTTP endpoint in a daemon thread."""
-    from prometheus_client import REGISTRY, disable_created_metrics, start_http_server
+    read at scrape time, and the HTTP endpoints in a daemon thread."""
+    from prometheus_client import REGISTRY, disable_created_metrics
 
+    from custsync.observability import endpoints
     from custsync.observability.collector import RedisStateCollector
     from custsync.observability.metrics import Metrics
 
@@ -129,7 +138,7 @@ def _start_metrics(runtime: Runtime, port: int) -> Metrics:
         RedisStateCollector(runtime.redis, runtime.keys, thresholds, queue_in_redis=queue_in_redis)
     )
     try:
-        start_http_server(port, addr="0.0.0.0")
+        endpoints.serve(port, REGISTRY, liveness=liveness, readiness=readiness)
     except OSError as exc:  # a second worker on the same host: run on, without metrics
         log.error("metrics: cannot listen on port %d: %s", port, exc.strerror)
     return metrics

@@ -7,18 +7,39 @@ collector.RedisStateCollector instead. Labels are bounded: target names from the
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from custsync.dlq.entry import REASONS
 from custsync.outcomes import Outcome, Result
+from custsync.version import VERSION
 
 OTHER = "other"  # label of a target name nobody configured (invalid events name anything)
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 # Partner calls: loopback sandbox answers in ~1 ms, real partners in 50 ms-10 s (read timeout).
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# First take to applied: milliseconds on a first try, up to the retry age budget (24 h default).
+PUBLISH_TO_APPLIED_BUCKETS_S = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    21_600.0, 86_400.0,
+)  # fmt: skip
+
+
+def register_build_info(registry: CollectorRegistry) -> None:
+    """custsync_build_info: which versions run where, for dashboards and upgrade checks."""
+    build_info = Gauge(
+        "custsync_build_info",
+        "Always 1: the versions this worker runs.",
+        ["version", "python", "celery", "kombu"],
+        registry=registry,
+    )
+    python = platform.python_version()
+    celery, kombu = metadata.version("celery"), metadata.version("kombu")
+    build_info.labels(VERSION, python, celery, kombu).set(1)
 
 
 def status_class(status: int | None) -> str:
@@ -63,15 +84,29 @@ class Metrics:
             ["target"],
             registry=registry,
         )
+        self.publish_to_applied = Histogram(
+            "custsync_publish_to_applied_seconds",
+            "From custsync first taking an event (its first delivery) to the partner applying"
+            " it: retries and pauses included, the first wait in the queue not.",
+            ["target"],
+            buckets=PUBLISH_TO_APPLIED_BUCKETS_S,
+            registry=registry,
+        )
+        register_build_info(registry)
         self._events: dict[tuple[str, str], Any] = {}
         self._partner: dict[tuple[str, str], Any] = {}
-        for target in self.targets:  # series exist at zero from the start, so rate() works
+        # Series exist at zero from the start: rate() and increase() see the first one too.
+        for target in self.targets:
             for outcome in Outcome:
                 self._event_child(target, outcome.value)
             for cls in STATUS_CLASSES:
                 self._partner_child(target, cls)
             self.token_renewals.labels(target)
             self.breaker_opens.labels(target)
+            self.publish_to_applied.labels(target)
+        for target in (*self.targets, OTHER):
+            for reason in REASONS:
+                self.dead_letters.labels(target, reason)
 
     def target(self, name: str) -> str:
         return name if name in self.targets else OTHER
@@ -88,9 +123,13 @@ class Metrics:
             child = self._partner[(target, cls)] = self.partner_seconds.labels(target, cls)
         return child
 
-    def outcome(self, result: Result) -> None:
+    def outcome(self, result: Result, age_s: float | None = None) -> None:
+        """``age_s``: seconds since custsync first took the event, if known."""
         target = self.target(result.target)
         self._event_child(target, result.outcome.value).inc()
+        if result.outcome is Outcome.APPLIED and age_s is not None:
+            # first_seen_at may come from another worker's clock: never a negative latency.
+            self.publish_to_applied.labels(target).observe(max(0.0, age_s))
         if result.outcome is Outcome.DEAD_LETTERED:
             reason = result.reason if result.reason in REASONS else OTHER
             self.dead_letters.labels(target, reason).inc()

@@ -27,11 +27,12 @@ from custsync.errors import (
 )
 from custsync.schemas.envelope import Event
 from custsync.state.keys import Keys
+from custsync.version import VERSION
 
 if TYPE_CHECKING:
     from custsync.settings import TargetConfig
 
-USER_AGENT = "custsync/0.1"
+USER_AGENT = f"custsync/{VERSION}"
 
 
 class TargetMetrics(Protocol):
