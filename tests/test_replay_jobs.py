@@ -5,6 +5,7 @@ over when a server stops, pinned to what was in the DLQ when the job began."""
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -171,3 +172,36 @@ def test_unknown_jobs_and_bad_bodies_get_clear_answers(quiet: Quiet, client: Fla
     slow = client.post("/v1/replay-jobs", json={"all": True, "rate": 0}, headers=basic("alice"))
     assert slow.status_code == 422 and "rate" in str(slow.get_json()["errors"])
     assert Jobs(quiet.rt).recent() == []
+
+
+def _console_login(client: FlaskClient, name: str) -> str:
+    """Log in through the console's form; the CSRF token for later forms. The login page is
+    the first request of a new app: its session must work before any other console page."""
+    page = client.get("/console/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf is not None
+    done = client.post(
+        "/console/login", data={"name": name, "password": PASSWORDS[name], "csrf": csrf[1]}
+    )
+    assert done.status_code == 302
+    fresh = re.search(
+        r'name="csrf" value="([^"]+)"', client.get("/console/").get_data(as_text=True)
+    )
+    assert fresh is not None  # logging in starts a new session, with a new token
+    return fresh[1]
+
+
+def test_the_console_asks_for_the_number_typed_above_a_hundred(
+    quiet: Quiet, client: FlaskClient
+) -> None:
+    _seed(quiet, 101)
+    csrf = _console_login(client, "alice")
+    form = {"csrf": csrf, "reason": "not_found", "confirm": "yes"}
+    untyped = client.post("/console/replay", data=form)
+    assert untyped.status_code == 200 and "type 101 to confirm" in untyped.get_data(as_text=True)
+    wrong = client.post("/console/replay", data={**form, "typed": "100"})
+    assert wrong.status_code == 200 and Jobs(quiet.rt).recent() == []
+    typed = client.post("/console/replay", data={**form, "typed": "101"})
+    assert typed.status_code == 302 and "/console/jobs/" in typed.headers["Location"]
+    (job,) = Jobs(quiet.rt).recent()
+    assert job.scope.filter.reason == "not_found" and job.by == "alice"

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from custsync.celery_app import producer_app
 from custsync.http import console, ingest, operator_api, replay_jobs_api
 from custsync.http.answers import answer, problem
+from custsync.http.console_session import ConsoleSessions
 from custsync.http.health import bp as health_bp
 from custsync.http.metrics import INGESTED, LATENCY, REQUESTS
 from custsync.http.schemas import ProblemSchema
@@ -60,6 +61,7 @@ def create_app(
         CUSTSYNC_OPEN=open_without_sources,
         CUSTSYNC_PRODUCER=producer_app(rt),
     )
+    app.session_interface = ConsoleSessions(rt)
     api = _Api(app)
     api.spec.components.security_scheme(
         "apiKey", {"type": "http", "scheme": "bearer", "description": "a source's API key"}

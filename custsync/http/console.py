@@ -37,7 +37,6 @@ from custsync.http.console_session import (
     csrf_token,
     current,
     log_in,
-    shared_secret,
     signed_in,
 )
 from custsync.runtime import Runtime
@@ -53,13 +52,6 @@ CSP = (
 )
 CONFIRM_OVER = 100  # a replay of more events asks for their number, typed
 FILTERS = ("target", "reason", "customer", "status", "since", "until", "grep", "group")
-
-
-@bp.before_request
-def _session_key() -> None:
-    """The signing key from Redis on first use (not at start: /healthz must not need it)."""
-    if not current_app.secret_key:
-        current_app.secret_key = shared_secret(_rt())
 
 
 @bp.after_request

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import abort, current_app, redirect, request, session, url_for
+from flask import Flask, Request, abort, current_app, redirect, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from custsync.http.operators import Operator, check_password
 from custsync.runtime import Runtime
@@ -23,6 +24,19 @@ def shared_secret(rt: Runtime) -> str:
     key = rt.keys.console_secret
     rt.redis.set(key, secrets.token_urlsafe(48), nx=True)
     return str(rt.redis.get(key))
+
+
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Signed-cookie sessions whose key comes from Redis on the console's first request (not
+    at start: /healthz must not need Redis), before Flask opens that request's session."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not app.secret_key and request.path.startswith("/console/"):
+            app.secret_key = shared_secret(self.rt)
+        return super().open_session(app, request)
 
 
 def csrf_token() -> str:
