@@ -267,3 +267,22 @@ def pool_factory(
     yield make
     for pool in pools:
         pool.stop()
+
+
+def apply_fresh_events(
+    pool: WorkerPool, worker: WorkerProcess, client: SandboxClient, lastname: str, count: int
+) -> None:
+    """``count`` new Minted customers' updates, published, each waited for until applied."""
+    from custsync.producer import enqueue
+    from tests.events import MINTED_EXAMPLE, envelope, new_id
+
+    customers = [new_id("AF") for _ in range(count)]
+    client.put_customers("minted", {c: {**MINTED_EXAMPLE, "external_id": c} for c in customers})
+    events = [envelope("minted", c, {**MINTED_EXAMPLE, "lastname": lastname}) for c in customers]
+    enqueue([(e, None) for e in events], pool.app)
+    for event in events:
+
+        def applied(event_id: str = event["event_id"]) -> bool:
+            return any(o["outcome"] == "applied" for o in worker.outcomes(event_id))
+
+        wait_for(applied, timeout_s=90, interval_s=0.2)

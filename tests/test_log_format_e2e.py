@@ -20,7 +20,14 @@ from custsync.embedded.server import EphemeralRedis
 from custsync.producer import enqueue
 from custsync.sandbox import Sandbox, SandboxClient
 from custsync.state.keys import TASK_NAME
-from tests.conftest import MINTED_PASSWORD, WorkerPool, WorkerProcess, custsync_env, wait_for
+from tests.conftest import (
+    MINTED_PASSWORD,
+    WorkerPool,
+    WorkerProcess,
+    apply_fresh_events,
+    custsync_env,
+    wait_for,
+)
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 
 EVENTS = 3  # applied before the outage, and as many after it
@@ -50,19 +57,6 @@ class SplitLogWorker(WorkerProcess):
             stderr=self.log_path.open("ab"),
         )
         return self
-
-
-def _apply(pool: WorkerPool, worker: WorkerProcess, client: SandboxClient, lastname: str) -> None:
-    customers = [new_id("LF") for _ in range(EVENTS)]
-    client.put_customers("minted", {c: {**MINTED_EXAMPLE, "external_id": c} for c in customers})
-    events = [envelope("minted", c, {**MINTED_EXAMPLE, "lastname": lastname}) for c in customers]
-    enqueue([(e, None) for e in events], pool.app)
-    for event in events:
-
-        def applied(event_id: str = event["event_id"]) -> bool:
-            return any(o["outcome"] == "applied" for o in worker.outcomes(event_id))
-
-        wait_for(applied, timeout_s=90, interval_s=0.2)
 
 
 def _records(text: str) -> list[dict[str, Any]]:
@@ -97,14 +91,14 @@ def test_every_stderr_line_of_a_worker_is_json_through_a_broker_outage(
     pool.workers = [worker]
     pool.start()
     try:
-        _apply(pool, worker, sandbox_client, "Beforeoutage")
+        apply_fresh_events(pool, worker, sandbox_client, "Beforeoutage", EVENTS)
         bug = envelope("minted", f"BUG-{uuid.uuid4().hex[:6]}", MINTED_EXAMPLE)
         enqueue([(bug, None)], pool.app)
         wait_for(lambda: "unexpected error applying" in worker.log_text(), timeout_s=60)
         restartable.restart(down_s=5.0)
         reconnected = lambda: worker.log_text().count("Connected to") >= 2  # noqa: E731
         wait_for(reconnected, timeout_s=60, interval_s=0.2)
-        _apply(pool, worker, sandbox_client, "Afteroutage")
+        apply_fresh_events(pool, worker, sandbox_client, "Afteroutage", EVENTS)
         stdout = worker.out_path.read_text()  # before SIGTERM: Celery's shutdown notice goes there
     finally:
         pool.stop()

@@ -9,41 +9,16 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 
 from custsync import exitcodes
-from custsync.embedded.server import EphemeralRedis
 from custsync.http.app import create_app
 from custsync.privacy import mask_id
 from custsync.runtime import Runtime
-from custsync.sandbox import Sandbox
 from custsync.settings import load_settings
 from tests.conftest import run_cli
 from tests.dlq_support import Quiet, entry, json_lines, queued_count
-
-PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
-
-
-@pytest.fixture
-def quiet(redis_server: EphemeralRedis, sandbox: Sandbox, tmp_path: Path) -> Quiet:
-    q = Quiet(redis_server, sandbox, CUSTSYNC_OPERATORS_FILE=str(tmp_path / "operators.json"))
-    for name, role in (("alice", "operator"), ("bob", "viewer")):
-        password = PASSWORDS[name]
-        added = run_cli(q.env, "operators", "add", name, "--role", role, stdin=f"{password}\n" * 2)
-        assert added.returncode == 0, added.stderr
-    return q
-
-
-@pytest.fixture
-def client(quiet: Quiet) -> FlaskClient:
-    return create_app(Runtime(load_settings(quiet.env))).test_client()
-
-
-def basic(name: str) -> dict[str, str]:
-    token = base64.b64encode(f"{name}:{PASSWORDS[name]}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
+from tests.operator_support import PASSWORDS, basic, client_fixture, quiet_fixture  # noqa: F401
 
 ALICE, BOB = "alice", "bob"
 

@@ -4,42 +4,19 @@ over when a server stops, pinned to what was in the DLQ when the job began."""
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
 from custsync.dlq.jobs import CANCELLED, DONE, QUEUED, JobRunner, Jobs
-from custsync.embedded.server import EphemeralRedis
-from custsync.http.app import create_app
-from custsync.runtime import Runtime
-from custsync.sandbox import Sandbox
-from custsync.settings import load_settings
 from custsync.state.audit import Audit
-from tests.conftest import run_cli, wait_for
+from tests.conftest import wait_for
 from tests.dlq_support import Quiet, entry, queued_event_ids
-
-PASSWORDS = {"alice": "alice-long-password-1", "bob": "bob-long-password-22"}
-
-
-@pytest.fixture
-def quiet(redis_server: EphemeralRedis, sandbox: Sandbox, tmp_path: Path) -> Quiet:
-    q = Quiet(redis_server, sandbox, CUSTSYNC_OPERATORS_FILE=str(tmp_path / "operators.json"))
-    for name, role in (("alice", "operator"), ("bob", "viewer")):
-        password = PASSWORDS[name]
-        added = run_cli(q.env, "operators", "add", name, "--role", role, stdin=f"{password}\n" * 2)
-        assert added.returncode == 0, added.stderr
-    return q
-
-
-@pytest.fixture
-def client(quiet: Quiet) -> FlaskClient:
-    return create_app(Runtime(load_settings(quiet.env))).test_client()
+from tests.operator_support import PASSWORDS, basic, client_fixture, quiet_fixture  # noqa: F401
 
 
 @pytest.fixture
@@ -54,11 +31,6 @@ def _runner(quiet: Quiet, started: list[JobRunner]) -> JobRunner:
     runner = JobRunner(quiet.rt, quiet.app, poll_s=0.05).start()
     started.append(runner)
     return runner
-
-
-def basic(name: str) -> dict[str, str]:
-    token = base64.b64encode(f"{name}:{PASSWORDS[name]}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def _seed(quiet: Quiet, n: int) -> list[str]:

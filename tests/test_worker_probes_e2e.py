@@ -21,10 +21,8 @@ from prometheus_client import CollectorRegistry
 from custsync.embedded.server import EphemeralRedis
 from custsync.observability import endpoints
 from custsync.observability.probes import Liveness
-from custsync.producer import enqueue
 from custsync.sandbox import Sandbox, SandboxClient
-from tests.conftest import WorkerPool, WorkerProcess, custsync_env, wait_for
-from tests.events import MINTED_EXAMPLE, envelope, new_id
+from tests.conftest import WorkerPool, apply_fresh_events, custsync_env, wait_for
 from tests.operations_run import free_port
 
 OUTAGE_S = 180.0
@@ -102,19 +100,6 @@ def restartable(tmp_path: Path) -> Iterator[EphemeralRedis]:
     server.stop()
 
 
-def _apply(pool: WorkerPool, worker: WorkerProcess, client: SandboxClient, lastname: str) -> None:
-    customers = [new_id("PR") for _ in range(3)]
-    client.put_customers("minted", {c: {**MINTED_EXAMPLE, "external_id": c} for c in customers})
-    events = [envelope("minted", c, {**MINTED_EXAMPLE, "lastname": lastname}) for c in customers]
-    enqueue([(e, None) for e in events], pool.app)
-    for event in events:
-
-        def applied(event_id: str = event["event_id"]) -> bool:
-            return any(o["outcome"] == "applied" for o in worker.outcomes(event_id))
-
-        wait_for(applied, timeout_s=90, interval_s=0.2)
-
-
 @pytest.mark.timeout(480)
 def test_a_redis_outage_makes_a_worker_unready_never_dead(
     restartable: EphemeralRedis, sandbox: Sandbox, sandbox_client: SandboxClient, tmp_path: Path
@@ -134,14 +119,16 @@ def test_a_redis_outage_makes_a_worker_unready_never_dead(
     try:
         ready = lambda: _get(readiness.url, 5)[0] == 200 and _get(liveness.url, 5)[0] == 200  # noqa: E731
         wait_for(ready, timeout_s=30, interval_s=0.2)
-        _apply(pool, worker, sandbox_client, "Beforeoutage")
+        apply_fresh_events(pool, worker, sandbox_client, "Beforeoutage", 3)
         for probe in probes:
             probe.start()
         down_at = time.monotonic()
         restartable.restart(down_s=OUTAGE_S)  # the same port, or it fails
         back_at = time.monotonic()
         wait_for(lambda: readiness.succeeded_since(back_at), timeout_s=60, interval_s=0.5)
-        _apply(pool, worker, sandbox_client, "Afteroutage")  # the worker resumed by itself
+        apply_fresh_events(
+            pool, worker, sandbox_client, "Afteroutage", 3
+        )  # the worker resumed by itself
         alive = worker.proc.poll() is None
     finally:
         stop.set()
