@@ -286,3 +286,11 @@ def apply_fresh_events(
             return any(o["outcome"] == "applied" for o in worker.outcomes(event_id))
 
         wait_for(applied, timeout_s=90, interval_s=0.2)
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[EphemeralRedis]:
+    """A Redis of the test's own (append-only), which the test may stop and restart."""
+    server = EphemeralRedis(tmp_path / "redis", appendonly=True).start()
+    yield server
+    server.stop()

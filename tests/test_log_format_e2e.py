@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,6 @@ from tests.conftest import (
 from tests.events import MINTED_EXAMPLE, envelope, new_id
 
 EVENTS = 3  # applied before the outage, and as many after it
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[EphemeralRedis]:
-    server = EphemeralRedis(tmp_path / "redis", appendonly=True).start()
-    yield server
-    server.stop()
 
 
 class SplitLogWorker(WorkerProcess):

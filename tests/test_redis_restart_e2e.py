@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.events import MINTED_EXAMPLE, envelope, new_id
 from tests.test_ordering_e2e import Settled
 
 EVENTS = 400
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[EphemeralRedis]:
-    server = EphemeralRedis(tmp_path / "redis", appendonly=True).start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.timeout(240)

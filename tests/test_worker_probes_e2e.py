@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,13 +90,6 @@ def _worker_container() -> dict[str, Any]:
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return dict(container)
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[EphemeralRedis]:
-    server = EphemeralRedis(tmp_path / "redis", appendonly=True).start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.timeout(480)
