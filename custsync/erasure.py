@@ -9,14 +9,16 @@ catches what they leave.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from custsync.broker.reading import envelopes_in, items_in
+from custsync.celery_app import producer_app
 from custsync.dlq.purge import purge
 from custsync.dlq.query import Filter, Query
+from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.state.keys import all_queues
 from custsync.targets import REGISTRY
@@ -44,13 +46,9 @@ def _member_customer(raw: str) -> Any:
         return None
 
 
-def _message_customer(raw: bytes | str) -> Any:
-    """The customer of one kombu Redis message (body: base64 JSON [args, kwargs, embed])."""
-    try:
-        args = json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
-        return _customer(args[0]) if args else None
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
+def _message_customers(raw: bytes | str) -> list[Any]:
+    """The customer of each event one kombu Redis message carries (a batch: several)."""
+    return [_customer(envelope) for envelope in envelopes_in(raw)]
 
 
 def _zmembers(redis: Any, key: str) -> Iterator[str]:
@@ -94,8 +92,14 @@ def forget_customer(rt: Runtime, customer_id: str) -> Forgotten:
             mine = []  # read first, then remove: removing while paging would shift the pages
             for start in range(0, int(redis.llen(queue)), SCAN):
                 page = redis.lrange(queue, start, start + SCAN - 1)
-                mine += [raw for raw in page if _message_customer(raw) == customer_id]
+                mine += [raw for raw in page if customer_id in _message_customers(raw)]
             for raw in mine:
-                queued += int(redis.lrem(queue, 1, raw))  # taken by a worker meanwhile: 0
+                if not redis.lrem(queue, 1, raw):
+                    continue  # taken by a worker meanwhile
+                items = items_in(raw)
+                others = [(e, d) for e, d in items if _customer(e) != customer_id]
+                queued += len(items) - len(others)
+                if others:  # a batch: the other customers' events go back on the queue
+                    enqueue(others, producer_app(rt))
     done.counts["queue"] = queued
     return done

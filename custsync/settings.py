@@ -16,7 +16,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from custsync.errors import SettingsError
 from custsync.redis_connect import SentinelUrl, is_sentinel
-from custsync.state.keys import DEFAULT_PREFIX, Keys
+from custsync.state.keys import BATCH_ITEMS_MAX, DEFAULT_PREFIX, Keys
 from custsync.targets import REGISTRY
 
 ENV_PREFIX = "CUSTSYNC_"
@@ -57,6 +57,9 @@ class _GlobalSchema(Schema):
     )
     concurrency = fields.Integer(
         data_key="CUSTSYNC_CONCURRENCY", load_default=8, validate=validate.Range(1, 512)
+    )
+    batch_max = fields.Integer(
+        data_key="CUSTSYNC_BATCH_MAX", load_default=50, validate=validate.Range(1, BATCH_ITEMS_MAX)
     )
     redis_timeout_s = fields.Float(
         data_key="CUSTSYNC_REDIS_TIMEOUT_S", load_default=5.0, validate=validate.Range(0.5, 300)
@@ -189,6 +192,7 @@ class Settings:
     embedded_db: int = 0
     key_prefix: str = DEFAULT_PREFIX
     concurrency: int = 8
+    batch_max: int = 50  # events per message from custsync's producers; 1: one per message
     redis_timeout_s: float = 5.0  # connect and reply, every Redis client (state and broker)
     poll_interval_s: float = 0.5
     visibility_timeout_s: float = 3600.0

@@ -11,7 +11,7 @@ from celery import bootsteps, signals
 from celery.utils.log import mlevel
 
 import custsync.tasks  # noqa: F401  registers the task on the app
-from custsync import observability
+from custsync import batch, observability
 from custsync.celery_app import app, celery_config, producer_app, runtime_of
 from custsync.logs import configure_worker_logging, uses_json
 from custsync.observability.probes import Liveness, Readiness
@@ -96,6 +96,7 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
             " use the threads pool (the default)"
         )
     worker_app = getattr(sender, "app", None) or app
+    batch.use_threads(getattr(sender, "concurrency", None) or rt.settings.concurrency)
     observability.setup(rt, liveness=_liveness, readiness=Readiness(rt, worker_app))
 
 

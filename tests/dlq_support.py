@@ -73,13 +73,11 @@ def queued_count(redis: Any) -> int:
 
 
 def queued_event_ids(redis: Any) -> list[str]:
-    """The event id of every message waiting on the Redis broker's queue lists."""
-    ids = []
-    for raw in queued_raw(redis):
-        message = json.loads(raw)
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        ids.append(args[0]["event_id"])
-    return ids
+    """The event id of every event waiting on the Redis broker's queue lists (a batch
+    message carries several)."""
+    from custsync.broker.reading import envelopes_in
+
+    return [env["event_id"] for raw in queued_raw(redis) for env in envelopes_in(raw)]
 
 
 def entry(

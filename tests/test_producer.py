@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from custsync import exitcodes, publish, publish_many
+from custsync.broker.reading import envelopes_in
 from custsync.producer import EventValidationError
 from custsync.runtime import Runtime
 from custsync.settings import load_settings
-from custsync.state.keys import TASK_NAME, partner_queue
+from custsync.state.keys import BATCH_TASK_NAME, TASK_NAME, partner_queue
 from custsync.worker import producer_app
 from tests.conftest import run_cli
 from tests.events import MINTED_EXAMPLE, envelope, new_id
@@ -28,15 +29,12 @@ def direct(direct_env: dict[str, str]) -> Iterator[tuple[Runtime, Any]]:
 
 
 def queued(rt: Runtime) -> list[dict[str, Any]]:
-    """The envelopes waiting on the queue, decoded from kombu's Redis message format."""
-    import base64
-
+    """The envelopes waiting on the queue, oldest first, decoded from kombu's Redis message
+    format (one per ``apply_update`` message, several per ``apply_batch``)."""
     out = []
     for raw in reversed(rt.redis.lrange(QUEUE, 0, -1)):
-        message = json.loads(raw)
-        assert message["headers"]["task"] == TASK_NAME
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        out.append(args[0])
+        assert json.loads(raw)["headers"]["task"] in (TASK_NAME, BATCH_TASK_NAME)
+        out += envelopes_in(raw)
     return out
 
 
@@ -102,10 +100,34 @@ def test_publish_many_writes_in_pipelined_batches(direct: tuple[Runtime, Any]) -
     events = [envelope("minted", f"C{i}", dict(MINTED_EXAMPLE)) for i in range(2500)]
     before = rt.redis.info("commandstats").get("cmdstat_lpush", {}).get("calls", 0)
     publish_many(events, app=app)
-    assert rt.redis.llen(QUEUE) == 2500
+    # CUSTSYNC_BATCH_MAX (50) events a message, one LPUSH each, sent in pipelines.
+    assert rt.redis.llen(QUEUE) == 50
     after = rt.redis.info("commandstats")["cmdstat_lpush"]["calls"]
-    assert after - before == 2500  # one LPUSH each, sent in pipelines (see bench/ for speed)
-    assert queued(rt)[-1] == events[-1]
+    assert after - before == 50
+    tasks = {json.loads(raw)["headers"]["task"] for raw in rt.redis.lrange(QUEUE, 0, -1)}
+    assert tasks == {BATCH_TASK_NAME}
+    assert queued(rt) == events  # every event, in publish order
+    journaled = rt.redis.zmscore(rt.keys.journal, [e["event_id"] for e in events])
+    assert None not in journaled  # each event noted on its own: recovery is per event
+
+
+def test_batch_max_one_sends_one_plain_message_per_event(direct_env: dict[str, str]) -> None:
+    rt = Runtime(load_settings({**direct_env, "CUSTSYNC_BATCH_MAX": "1"}))
+    events = [envelope("minted", f"C{i}", dict(MINTED_EXAMPLE)) for i in range(7)]
+    publish_many(events, app=producer_app(rt))
+    raws = rt.redis.lrange(QUEUE, 0, -1)
+    assert len(raws) == 7
+    assert {json.loads(raw)["headers"]["task"] for raw in raws} == {TASK_NAME}
+    assert queued(rt) == events
+
+
+def test_a_lone_event_and_the_rest_of_a_batch_go_as_they_fit(direct: tuple[Runtime, Any]) -> None:
+    rt, app = direct
+    events = [envelope("minted", f"C{i}", dict(MINTED_EXAMPLE)) for i in range(51)]
+    publish_many(events, app=app)
+    tasks = [json.loads(raw)["headers"]["task"] for raw in reversed(rt.redis.lrange(QUEUE, 0, -1))]
+    assert tasks == [BATCH_TASK_NAME, TASK_NAME]  # 50 in one message, the 51st alone
+    assert queued(rt) == events
 
 
 def test_cli_publish_reports_bad_lines_by_number_and_sends_the_rest(

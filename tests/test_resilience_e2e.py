@@ -46,13 +46,20 @@ def minted_stream(
     return starts, events
 
 
+# custsync's producers send batches (CUSTSYNC_BATCH_MAX=50); "1" is the one-event message
+# every plain Celery client sends.
+BATCHING = pytest.mark.parametrize("batch_max", ["50", "1"], ids=["batched", "single"])
+
+
 @pytest.mark.timeout(420)  # its own waits (4 x 60 s + 90 s) fail first, with the state
+@BATCHING
 def test_kill_9_workers_repeatedly_loses_nothing(
-    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient, batch_max: str
 ) -> None:
     pool = pool_factory(
         4,
         size=2,
+        CUSTSYNC_BATCH_MAX=batch_max,
         CUSTSYNC_VISIBILITY_TIMEOUT_S="4",
         CUSTSYNC_TASK_TIME_LIMIT_S="6",
         CUSTSYNC_MINTED_MAX_ATTEMPTS="12",
@@ -92,8 +99,9 @@ def test_kill_9_workers_repeatedly_loses_nothing(
 
 
 @pytest.mark.timeout(300)  # the outage alone lasts a minute
+@pytest.mark.parametrize("group", [1, 10], ids=["single", "batched"])
 def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
-    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient, group: int
 ) -> None:
     pool = pool_factory(
         5,
@@ -114,9 +122,10 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
     sandbox_client.set_faults("minted", outage_s=outage_s)
     outage_ends = time.time() + outage_s
     try:
-        for i in range(n):  # a steady stream through the outage
-            enqueue([(m_events[i], None), (v_events[i], None)], pool.app)
-            time.sleep(outage_s / n)
+        for i in range(0, n, group):  # a steady stream through the outage
+            part = range(i, i + group)  # group > 1: a batch message per partner
+            enqueue([(e[j], None) for e in (m_events, v_events) for j in part], pool.app)
+            time.sleep(outage_s / n * group)
         vendor_done = pool.counters("vendor").get("applied", 0)
         minted_during = pool.counters("minted").get("applied", 0)
         wait_for(lambda: time.time() > outage_ends, timeout_s=90)
@@ -217,6 +226,51 @@ def test_a_message_that_kills_the_worker_every_time_ends_as_poison(
     sandbox_client.put_customer("minted", ok["customer_id"], dict(MINTED_EXAMPLE))
     enqueue([(ok, None)], pool.app)
     wait_for(lambda: pool.counters("minted").get("applied", 0) == 1, timeout_s=60)
+
+
+def test_poison_in_a_batch_is_that_event_alone(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(
+        8,
+        size=1,
+        CUSTSYNC_VISIBILITY_TIMEOUT_S="2",
+        CUSTSYNC_POISON_DELIVERIES="3",
+        CUSTSYNC_TASK_TIME_LIMIT_S="3",
+    )
+    worker = pool.workers[0]
+    worker.stop()
+    worker.start = lambda: _start_crashing(worker)  # type: ignore[method-assign]
+    worker.start()
+    pool.wait_ready()
+    cid = "CRASH-" + uuid.uuid4().hex[:8]
+    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    good = [envelope("minted", new_id("MTD"), dict(MINTED_EXAMPLE)) for _ in range(9)]
+    sandbox_client.put_customers("minted", {e["customer_id"]: dict(MINTED_EXAMPLE) for e in good})
+    poison = envelope("minted", cid, dict(MINTED_EXAMPLE))
+    enqueue([(e, None) for e in [*good[:4], poison, *good[4:]]], pool.app)  # one message
+
+    crashes = 0
+
+    def settled() -> bool:
+        nonlocal crashes
+        if worker.proc is not None and worker.proc.poll() is not None:
+            crashes += 1
+            worker.start()  # a supervisor restarts it
+        applied = pool.counters("minted").get("applied", 0)
+        return pool.runtime.dlq.get(poison["event_id"]) is not None and applied == len(good)
+
+    wait_for(settled, timeout_s=120, interval_s=0.2)
+    entry = pool.runtime.dlq.get(poison["event_id"])
+    assert entry is not None and entry.reason == "poison"
+    assert crashes == 3
+    assert pool.runtime.dlq.count() == 1  # the events beside it were not blamed
+    reached = Counter(
+        r["idempotency_key"] for r in sandbox_client.requests(target="minted") if r["status"] == 200
+    )
+    for event in good:
+        # At most once more than once: the call in flight when the worker died.
+        assert 1 <= reached[event["event_id"]] <= 2, event["event_id"]
 
 
 def _start_crashing(worker: Any) -> Any:

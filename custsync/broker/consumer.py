@@ -13,30 +13,42 @@ from typing import Any
 import redis
 from celery.worker.consumer import Consumer
 
-from custsync.broker.contract import Malformed, check_body, check_content, check_headers
-from custsync.broker.messages import label
+from custsync.broker.contract import (
+    Malformed,
+    check_batch_body,
+    check_body,
+    check_content,
+    check_headers,
+    max_body_bytes,
+)
+from custsync.broker.messages import batch_label, label
 from custsync.broker.quarantine import quarantine
 from custsync.runtime import get_runtime
+from custsync.state.keys import BATCH_TASK_NAME
 
 log = logging.getLogger("custsync.consumer")
 
 
 def check_message(message: Any, max_event_bytes: int) -> None:
-    """Raise Malformed unless Celery can turn ``message`` into a call of apply_update."""
+    """Raise Malformed unless Celery can turn ``message`` into a call of our tasks."""
     headers = message.headers
     check_headers(headers)
     body = message.body
     size = len(body) if isinstance(body, bytes | str) else 0
-    check_content(message.content_type, message.content_encoding, size, max_event_bytes)
+    limit = max_body_bytes(headers["task"], max_event_bytes)
+    check_content(message.content_type, message.content_encoding, size, limit)
     try:
         decoded = message.decode()  # cached on the message: Celery does not decode again
     except Exception as exc:  # any decoder error is the message's fault
         raise Malformed("body", f"cannot be decoded as JSON ({type(exc).__name__})") from None
-    call = check_body(decoded)
+    if headers["task"] == BATCH_TASK_NAME:
+        shown = batch_label([item.envelope for item in check_batch_body(decoded).items])
+    else:
+        shown = label(check_body(decoded).envelope)
     # Celery acknowledges an expired task and drops it; custsync's age budget decides instead.
     headers.pop("expires", None)
     # Task events, Flower and Celery's logs show these: never the envelope, whoever sent it.
-    headers["argsrepr"], headers["kwargsrepr"] = label(call.envelope), "{}"
+    headers["argsrepr"], headers["kwargsrepr"] = shown, "{}"
 
 
 HEART_STEP = "celery.worker.consumer.heart:Heart"

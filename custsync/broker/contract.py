@@ -1,4 +1,5 @@
-"""Is a broker message a valid call of ``custsync.apply_update``? Checked before Celery sees it.
+"""Is a broker message a valid call of ``custsync.apply_update`` or ``custsync.apply_batch``?
+Checked before Celery sees it.
 
 Any Celery client, or a bug in one, can put anything on the queue. Celery turns some of it
 into errors that stop the worker (a body that is not protocol v2's three-element list, a
@@ -16,7 +17,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
-from custsync.state.keys import TASK_NAME
+from custsync.state.keys import BATCH_ITEMS_MAX, BATCH_TASK_NAME, TASK_NAME
 
 JSON = "application/json"
 MALFORMED_HEADER = "x-custsync-malformed"  # set by the Redis transport on raw garbage
@@ -39,6 +40,11 @@ class TaskCall:
     delivery: Mapping[str, Any] | None
 
 
+@dataclass(frozen=True)
+class BatchCall:
+    items: list[TaskCall]  # in the order the producer packed them
+
+
 def _text(**kw: Any) -> fields.String:
     return fields.String(allow_none=True, validate=validate.Length(max=1024), **kw)
 
@@ -49,7 +55,7 @@ class _HeadersSchema(Schema):
     class Meta:
         unknown = INCLUDE  # other headers travel unread
 
-    task = fields.String(required=True, validate=validate.Equal(TASK_NAME))
+    task = fields.String(required=True, validate=validate.OneOf([TASK_NAME, BATCH_TASK_NAME]))
     id = fields.String(required=True, validate=validate.Length(min=1, max=256))
     lang = _text()
     root_id = _text()
@@ -126,8 +132,8 @@ def check_delivery(delivery: Any) -> Mapping[str, Any] | None:
     return delivery
 
 
-def check_body(body: Any) -> TaskCall:
-    """Protocol v2's ``[args, kwargs, embed]`` binding to ``apply_update(envelope, delivery)``."""
+def _check_wrapping(body: Any) -> tuple[list[Any], Mapping[str, Any]]:
+    """Protocol v2's ``[args, kwargs, embed]``, without callbacks: (args, kwargs)."""
     if not isinstance(body, list) or len(body) != 3:
         raise Malformed("body", "not protocol v2's [args, kwargs, embed] list")
     args, kwargs, embed = body
@@ -137,6 +143,12 @@ def check_body(body: Any) -> TaskCall:
         raise Malformed("body.embed", "not an object")
     if (embed and any(embed.get(k) for k in _EMBED_KEYS)) or set(embed or {}) - set(_EMBED_KEYS):
         raise Malformed("body.embed", "callbacks, chains and chords are not accepted")
+    return args, kwargs
+
+
+def check_body(body: Any) -> TaskCall:
+    """Protocol v2's ``[args, kwargs, embed]`` binding to ``apply_update(envelope, delivery)``."""
+    args, kwargs = _check_wrapping(body)
     named = dict(zip(("envelope", "delivery"), args, strict=False))
     if len(args) > 2 or set(kwargs) - {"envelope", "delivery"} or set(named) & set(kwargs):
         raise Malformed("body", "apply_update takes (envelope, delivery=None)")
@@ -146,14 +158,50 @@ def check_body(body: Any) -> TaskCall:
     return TaskCall(named["envelope"], check_delivery(named.get("delivery")))
 
 
+def check_batch_body(body: Any) -> BatchCall:
+    """Protocol v2's body binding to ``apply_batch(items)``; each item is
+    ``{"envelope": ..., "delivery": ...}`` (delivery optional), as the journal stores it."""
+    args, kwargs = _check_wrapping(body)
+    if len(args) > 1 or set(kwargs) - {"items"} or (args and kwargs):
+        raise Malformed("body", "apply_batch takes (items)")
+    items = args[0] if args else kwargs.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= BATCH_ITEMS_MAX:
+        raise Malformed("body.items", f"must be a list of 1 to {BATCH_ITEMS_MAX} items")
+    calls = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or "envelope" not in item:
+            raise Malformed(f"body.items[{i}]", "not an object with an envelope")
+        if set(item) - {"envelope", "delivery"}:
+            raise Malformed(f"body.items[{i}]", "only envelope and delivery are accepted")
+        try:
+            delivery = check_delivery(item.get("delivery"))
+        except Malformed as exc:
+            raise Malformed(f"body.items[{i}].{exc.part}", str(exc).split(": ", 1)[1]) from None
+        calls.append(TaskCall(item["envelope"], delivery))
+    return BatchCall(calls)
+
+
 # Room for protocol v2's wrapping and the delivery record around an envelope of max_bytes.
 _BODY_OVERHEAD_BYTES = 4096
 
 
+# A batch holds at most BATCH_ITEMS_MAX events; producers split before this many bytes too.
+BATCH_BYTES_MAX = 16 * 1024 * 1024
+
+
+def max_body_bytes(task: Any, max_event_bytes: int) -> int:
+    """The largest body the guard decodes for this task."""
+    if task == BATCH_TASK_NAME:
+        return max(BATCH_BYTES_MAX, 2 * max_event_bytes)
+    return max_event_bytes + _BODY_OVERHEAD_BYTES
+
+
 def check_content(content_type: Any, content_encoding: Any, size: int, max_bytes: int) -> None:
+    """``max_bytes``: ``max_body_bytes`` of the message's task."""
     if content_type != JSON:
         raise Malformed("content-type", f"must be {JSON}")
     if content_encoding not in (None, "", "utf-8", "utf8"):
         raise Malformed("content-encoding", "must be utf-8")
-    if size > max_bytes + _BODY_OVERHEAD_BYTES:
-        raise Malformed("body", f"{size} bytes, over CUSTSYNC_MAX_EVENT_BYTES ({max_bytes})")
+    if size > max_bytes:
+        limit = f"over the limit of {max_bytes} (CUSTSYNC_MAX_EVENT_BYTES)"
+        raise Malformed("body", f"{size} bytes, {limit}")

@@ -17,7 +17,7 @@ from typing import Any
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
-from custsync.state.keys import QUEUE, TASK_NAME, partner_queue
+from custsync.state.keys import BATCH_TASK_NAME, QUEUE, TASK_NAME, partner_queue
 from custsync.targets import REGISTRY
 
 
@@ -25,6 +25,23 @@ def label(envelope: Any) -> str:
     """What Flower and Celery logs show instead of the envelope's personal data."""
     event_id = envelope.get("event_id") if isinstance(envelope, Mapping) else None
     return f"(<envelope {str(event_id)[:128]}>,)"
+
+
+def batch_label(envelopes: list[Any]) -> str:
+    """``label`` for a batch: how many events, and the first one's id."""
+    first = label(envelopes[0])[2:-3] if envelopes else ""  # "envelope ID"
+    return f"(<batch of {len(envelopes)} events from {first}>,)"
+
+
+def item_json(envelope: Any, delivery: Mapping[str, Any] | None, envelope_json: str = "") -> str:
+    """One batch item, ``{"envelope": …, "delivery": …}`` as JSON; the journal stores the same
+    text. ``envelope_json``: the envelope already encoded (a producer's size check did it)."""
+    encoded = envelope_json or json.dumps(envelope, separators=(",", ":"))
+    return f'{{"envelope":{encoded},"delivery":{json.dumps(dict(delivery or {}))}}}'
+
+
+# Protocol v2's third body element: no callbacks, errbacks, chain or chord.
+_NO_EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
 
 def queue_name(envelope: Any) -> str:
@@ -73,6 +90,28 @@ class MessageBuilder:
         )
         content_type, content_encoding, body = dumps(task.body, serializer="json")  # type: ignore[no-untyped-call]
         raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
+        return self._wrap(task, raw, content_type, content_encoding, queue or queue_name(envelope))
+
+    def build_batch(self, items: list[str], queue: str, shown: str) -> str:
+        """One ``custsync.apply_batch`` message of already-encoded items (``item_json``) for
+        LPUSH on ``prefix + queue``: the body is joined text, no envelope is encoded again."""
+        task = self.as_task(
+            str(uuid.uuid4()),
+            BATCH_TASK_NAME,
+            args=(),
+            kwargs={},
+            argsrepr=shown,
+            kwargsrepr="{}",
+            ignore_result=None,
+            origin=self.origin,
+        )
+        raw = f"[[[{','.join(items)}]],{{}},{_NO_EMBED}]".encode()
+        return self._wrap(task, raw, "application/json", "utf-8", queue)
+
+    def _wrap(
+        self, task: Any, raw: bytes, content_type: str, content_encoding: str, queue: str
+    ) -> str:
+        """kombu's Redis transport envelope around a task body."""
         message = {
             "body": base64.b64encode(raw).decode("ascii"),
             "content-encoding": content_encoding,
@@ -82,7 +121,7 @@ class MessageBuilder:
                 **task.properties,
                 "delivery_mode": 2,  # persistent, as kombu's default for a direct exchange
                 # The anonymous exchange: kombu's Redis transport routes by queue name alone.
-                "delivery_info": {"exchange": "", "routing_key": queue or queue_name(envelope)},
+                "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
                 "body_encoding": "base64",
                 "delivery_tag": str(uuid.uuid4()),

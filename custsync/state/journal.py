@@ -9,13 +9,13 @@ processed and not forgotten was lost: the recovery step puts it back on the queu
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from custsync.broker.reading import envelopes_in
 from custsync.dlq.entry import entry_id_for
 from custsync.state.keys import UNACKED, Keys, all_queues
 from custsync.targets import REGISTRY
@@ -32,16 +32,9 @@ def body(envelope: Any, delivery: Mapping[str, Any] | None) -> str:
     )
 
 
-def _event_id_of(message_json: str | bytes) -> str | None:
-    """The event id inside one kombu Redis message (its body is base64 JSON [args, ...])."""
-    try:
-        message = json.loads(message_json)
-        if isinstance(message, list):  # kombu's unacked hash stores [message, exchange, key]
-            message = message[0]
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        return entry_id_for(args[0]) if args else None
-    except (ValueError, KeyError, IndexError, TypeError):
-        return None
+def _event_ids_of(message_json: str | bytes) -> list[str]:
+    """The event ids inside one kombu Redis message (a batch carries several)."""
+    return [entry_id_for(envelope) for envelope in envelopes_in(message_json)]
 
 
 class Journal:
@@ -62,6 +55,11 @@ class Journal:
             pipe.zadd(self.keys.journal, scores)
             pipe.hset(self.keys.journal_body, mapping=bodies)
 
+    def note_bodies(self, pipe: Any, bodies: Mapping[str, str]) -> None:
+        """``note`` of already-encoded bodies (``item_json``), by event id."""
+        pipe.zadd(self.keys.journal, dict.fromkeys(bodies, time.time()))
+        pipe.hset(self.keys.journal_body, mapping=bodies)
+
     def forget(self, pipe: Any, event_id: str) -> None:
         """Add to a pipeline: this delivery ended; nothing to recover."""
         pipe.zrem(self.keys.journal, event_id)
@@ -77,11 +75,12 @@ class Journal:
         for tail in pipe.execute():
             if tail is None:
                 continue
-            tail_id = _event_id_of(tail)
-            score = self.redis.zscore(self.keys.journal, tail_id) if tail_id else None
-            if score is None:
+            tail_ids = _event_ids_of(tail)
+            scores = self.redis.zmscore(self.keys.journal, tail_ids) if tail_ids else []
+            known = [float(s) for s in scores if s is not None]
+            if not known:
                 return None
-            horizon = min(horizon, float(score))
+            horizon = min(horizon, *known)
         return horizon
 
     def recover(
@@ -96,7 +95,7 @@ class Journal:
         ids = self.redis.zrangebyscore(self.keys.journal, "-inf", horizon - GRACE_S, 0, BATCH)
         if not ids:
             return 0
-        busy = {_event_id_of(v) for v in self.redis.hvals(UNACKED)}
+        busy = {i for v in self.redis.hvals(UNACKED) for i in _event_ids_of(v)}
         lost = [i for i in ids if i not in busy]
         if not lost:
             return 0

@@ -9,6 +9,9 @@ QUEUE = "custsync"  # the public Celery queue: the entry for any client; kombu's
 # kombu's Redis transport: messages workers hold and have not acknowledged, by delivery tag.
 UNACKED = "unacked"
 TASK_NAME = "custsync.apply_update"
+# Up to CUSTSYNC_BATCH_MAX envelopes in one message: what custsync's own producers send.
+BATCH_TASK_NAME = "custsync.apply_batch"
+BATCH_ITEMS_MAX = 1000  # the most events one batch message may carry (the guard's bound)
 DEFAULT_PREFIX = "custsync:"
 
 
