@@ -36,7 +36,7 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
-def _version_key(envelope: Any) -> tuple[float, int]:
+def version_order(envelope: Any) -> tuple[float, int]:
     """(occurred_at, sequence) as the version guard orders them; unreadable ones first (they
     are dead-lettered as invalid whatever their place)."""
     if not isinstance(envelope, Mapping):
@@ -61,7 +61,7 @@ def chains(calls: Sequence[TaskCall]) -> list[list[int]]:
         else:  # an invalid envelope: on its own
             by_customer[("", i)] = [i]
     return [
-        sorted(positions, key=lambda i: _version_key(calls[i].envelope))
+        sorted(positions, key=lambda i: version_order(calls[i].envelope))
         for positions in by_customer.values()
     ]
 

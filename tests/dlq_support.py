@@ -69,7 +69,10 @@ def queued_raw(redis: Any) -> list[Any]:
 
 
 def queued_count(redis: Any) -> int:
-    return len(queued_raw(redis))
+    """Events waiting on the broker (a batch message counts its events; garbage counts 1)."""
+    from custsync.broker.reading import envelopes_in
+
+    return sum(max(1, len(envelopes_in(raw))) for raw in queued_raw(redis))
 
 
 def queued_event_ids(redis: Any) -> list[str]:

@@ -59,7 +59,7 @@ def _mixed(client: SandboxClient, tag: str) -> tuple[list[Any], dict[str, Any]]:
     vendors = [envelope("vendor", c, vendor_changes(c, title=tag)) for c in codes]
     bad_field = envelope("minted", new_id("X"), {**MINTED_EXAMPLE, "gender": "X"})
     unknown = envelope("nobody", new_id("X"), {"a": 1})
-    not_object = ["an", "envelope", "that", "is", "a", "list"]
+    not_object = ["an", "envelope", "that", "is", "a", "list", tag]
     events = [versions[0], bad_field, vendors[0], versions[1], unknown, other]
     events += [not_object, vendors[1], versions[2]]
     named = {"first": first, "versions": versions, "other": other, "vendors": vendors}
@@ -98,12 +98,12 @@ def test_a_batch_mixing_both_partners_and_invalid_events(
     # judged in place.
     public, named = _mixed(sandbox_client, "Pub")
     _push_batch(pool, QUEUE, public)
-    wait_for(lambda: rt.dlq.count() == 3 and len(_outcomes(pool)) >= 8, timeout_s=60)
+    wait_for(lambda: rt.dlq.count() == 3 and len(_outcomes(pool)) >= 9, timeout_s=60)
     _check(pool, sandbox_client, "Pub", named)
     # On one partner's queue (custsync's producers never mix, a client might): all in place.
     mixed, named = _mixed(sandbox_client, "Part")
     _push_batch(pool, partner_queue("minted"), mixed)
-    wait_for(lambda: rt.dlq.count() == 6 and len(_outcomes(pool)) >= 16, timeout_s=60)
+    wait_for(lambda: rt.dlq.count() == 6 and len(_outcomes(pool)) >= 18, timeout_s=60)
     _check(pool, sandbox_client, "Part", named)
     assert rt.dlq.count() == 6  # 2 x (bad field, unknown target, a list for an envelope)
     wait_for(lambda: queued_count(rt.redis) == 0 and not rt.redis.hlen("unacked"), timeout_s=30)

@@ -251,3 +251,36 @@ def test_a_built_message_is_consumed_and_applied_by_a_real_worker(
     assert sandbox_client.get_customer("minted", cid)["lastname"] == "Pushed"  # type: ignore[index]
     assert e["event_id"] in stack.worker.log_text()
     assert MINTED_EXAMPLE["identity_number"] not in stack.worker.log_text()
+
+
+def test_a_replay_moves_without_judging_and_the_worker_judges_on_arrival(
+    stack: Stack, sandbox_client: SandboxClient
+) -> None:
+    # A still-invalid event, one a newer change superseded, and two the partner now knows.
+    cid = new_id("MTD")
+    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    sandbox_client.script("minted", cid, [{"status": 422, "message": "locked"}])
+    old = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Older"})
+    since = dead_letter(stack, [old])
+    newer = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Newer"})
+    stack.send([newer])
+    stack.wait_outcome(newer["event_id"], "applied")
+    bad = envelope("minted", new_id("MTD"), {**MINTED_EXAMPLE, "gender": "X"})
+    fixed = missing_batch(2, 0)
+    dead_letter(stack, [bad, *fixed])
+    create_customers(sandbox_client, fixed)
+
+    replay = cli(stack.env, "dlq", "replay", "--since", iso(since), "--yes", "--json")
+    assert replay.returncode == 0, replay.stderr
+    assert json_lines(replay.stdout)[0]["replayed"] == 4  # all moved; none judged here
+    for event in fixed:
+        stack.wait_outcome(event["event_id"], "applied")
+    stack.wait_outcome(old["event_id"], "superseded")
+    stack.wait_outcome(bad["event_id"], "dead_lettered", times=2)
+    # Back in the DLQ with today's error and its history: one replay so far.
+    assert stack.in_dlq(since) == [bad["event_id"]]
+    entry = stack.rt.dlq.get(bad["event_id"])
+    assert entry is not None and entry.reason == "invalid" and entry.replays == 1
+    assert "changes.gender" in entry.error
+    assert (sandbox_client.get_customer("minted", cid) or {})["lastname"] == "Newer"
+    cli(stack.env, "dlq", "purge", "--since", iso(since), "--yes")

@@ -149,12 +149,9 @@ def test_signed_and_keyed_requests_are_enqueued_with_their_source(server: Server
 
 def _queued_envelopes(server: Server) -> list[str]:
     """The envelopes on the queue, oldest last (kombu LPUSHes, BRPOPs the other end)."""
-    found = []
-    for raw in reversed(queued_raw(server.queue)):
-        message = json.loads(raw)
-        args = json.loads(base64.b64decode(message["body"]))[0]
-        found.append(json.dumps(args[0]))
-    return found
+    from custsync.broker.reading import envelopes_in
+
+    return [json.dumps(e) for raw in reversed(queued_raw(server.queue)) for e in envelopes_in(raw)]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,10 @@ def items_in(message_json: str | bytes) -> list[tuple[Any, Any]]:
         message = json.loads(message_json)
         if isinstance(message, list):  # kombu's unacked hash stores [message, exchange, key]
             message = message[0]
-        body = json.loads(base64.b64decode(message["body"]))
+        raw = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            raw = base64.b64decode(raw)
+        body = json.loads(raw)  # a body without body_encoding is the JSON text itself
         args, kwargs = body[0], body[1]
         if message.get("headers", {}).get("task") == BATCH_TASK_NAME:
             return [(item["envelope"], item.get("delivery")) for item in args[0]]

@@ -18,7 +18,7 @@ from custsync.cli.dlq_options import (
 )
 from custsync.dlq.entry import customer_label
 from custsync.dlq.query import Filter
-from custsync.dlq.replay import Plan, Replayer, Summary, plan_replay
+from custsync.dlq.replay import Plan, Replayer, Summary, plan_moves, plan_replay
 from custsync.runtime import Runtime
 
 SHOWN = 20  # ids listed per category in text mode before the rest are only counted
@@ -59,10 +59,12 @@ def replay_command(
 ) -> None:
     """Replay entries by EVENT_ID..., by filter, or --all.
 
-    Each event keeps its event id (the partner sees the same Idempotency-Key), gets a fresh
-    retry budget and is validated again against today's schemas and settings; events still
-    invalid stay, and events a newer applied change superseded are skipped (--force sends
-    them anyway). An entry leaves the DLQ only once its event is on the queue, so an
+    Each event keeps its event id (the partner sees the same Idempotency-Key) and gets a
+    fresh retry budget. Entries move back onto the queue in batches, one Redis script per
+    batch, and the worker judges each on arrival as it judges every event: one still
+    invalid comes back to the DLQ with today's errors, one a newer applied change superseded
+    ends as superseded (--force sends it anyway). --dry-run validates and predicts both.
+    An entry leaves the DLQ only once its event is on the queue, so an
     interrupted replay is finished by running it again; with the Redis broker two replays
     never send one event twice (another broker: at least once, and the applied ledger drops
     the repeat). Exit code 1 if an id named is not in the DLQ (the others are still
@@ -73,13 +75,15 @@ def replay_command(
     if not dry_run:
         need_yes(yes)
     rt = runtime()
-    plan = plan_replay(rt, flt, event_ids, force)
     if dry_run:
+        plan = plan_replay(rt, flt, event_ids, force)
         _print_plan(plan, as_json)
-    elif not plan.replay:
-        _print_summary(Summary(), plan, as_json)
     else:
-        _replay(rt, plan, per_s, force, yes, as_json)
+        plan = plan_moves(rt, flt, event_ids)  # the worker validates: no second time here
+        if not plan.replay:
+            _print_summary(Summary(), plan, as_json)
+        else:
+            _replay(rt, plan, per_s, force, yes, as_json)
     if plan.missing:
         sys.exit(exitcodes.FAILURE)
 
@@ -89,6 +93,7 @@ def _replay(
 ) -> None:
     if not yes:
         _print_plan(plan, as_json=False, err=True)
+        click.echo("  (the worker validates each on arrival; --dry-run predicts it)", err=True)
     pace = f" at {per_s:g}/s" if per_s else ""
     confirm(f"Replay {plural(len(plan.replay), 'event')}{pace}?", yes)
     summary = _run(rt, plan, per_s, force, show_bar=sys.stderr.isatty() and not as_json)
@@ -139,11 +144,13 @@ def _print_plan(plan: Plan, as_json: bool, err: bool = False) -> None:
         out(f"  {target:<10}{reason:<12}{count:>8}")
     if plan.superseded:
         out(f"would skip {len(plan.superseded)} superseded by a newer applied change")
-        out("  (they stay in the DLQ; --force replays them, `dlq purge ID...` removes them)")
+        out("  (a replay sends them and the worker drops them as superseded; --force applies")
+        out("  them anyway, `dlq purge ID...` removes them)")
         for item in plan.superseded[:SHOWN]:
             out(f"  {item.event_id}  {item.target}  {customer_label(item.customer_id)}")
     if plan.invalid:
-        out(f"{len(plan.invalid)} still invalid under today's schemas (they stay in the DLQ)")
+        out(f"{len(plan.invalid)} still invalid under today's schemas (a replay brings them back")
+        out("  to the DLQ with today's errors)")
         for item, error in plan.invalid[:SHOWN]:
             out(f"  {item.event_id}  {error}")
     if plan.missing:

@@ -1,9 +1,15 @@
 """Replay: put dead-lettered events back on the queue, safely, resumably, at a chosen rate.
 
+Replay moves; it does not judge: the worker validates every event and checks its version on
+arrival anyway, so an event still invalid comes back to the DLQ with today's errors and
+one a newer change superseded ends as ``superseded``. ``plan_replay`` (``--dry-run``, the
+console's preview) validates and predicts both.
+
 Safety rests on one rule: an entry leaves the DLQ only once its event is on the queue.
-With the Redis broker (the default) one Lua script pushes the message and deletes the entry
-(``DlqStore.take``): every crash point leaves either both undone or both done, and of two
-replays racing for one entry only one finds it. Another broker cannot share a script with
+With the Redis broker (the default) one Lua script per batch of up to CUSTSYNC_BATCH_MAX
+entries deletes them and pushes them as one ``apply_batch`` message
+(``DlqStore.move_batch``): every crash point leaves either all undone or all done, and of
+two replays racing for one entry only one finds it. Another broker cannot share a script with
 Redis, so there a per-entry claim serializes replays, the event is enqueued, then the entry
 deleted: a crash between the two re-sends the event on the next replay (at least once; the
 applied ledger makes the duplicate harmless).
@@ -20,11 +26,11 @@ from typing import Any, NamedTuple
 
 from redis.exceptions import LockError
 
-from custsync.broker.messages import MessageBuilder
-from custsync.delivery import Delivery
+from custsync.batch import version_order
+from custsync.broker.messages import MessageBuilder, batch_label, item_json
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.query import Filter, select
-from custsync.dlq.store import CHANGED, GONE, TAKEN
+from custsync.dlq.store import CHANGED, GONE, TAKEN, move_answers
 from custsync.errors import InvalidEvent
 from custsync.privacy import mask_text, personal_values
 from custsync.producer import enqueue
@@ -32,7 +38,6 @@ from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
 from custsync.state.guard import judge as judge_versions
 from custsync.state.guard import version_string, would_supersede
-from custsync.state.journal import body as journal_body
 from custsync.targets import REGISTRY, public_fields
 from custsync.validation import validate_event
 
@@ -136,6 +141,19 @@ def plan_replay(rt: Runtime, flt: Filter, ids: Sequence[str], force: bool) -> Pl
     return plan
 
 
+def plan_moves(rt: Runtime, flt: Filter, ids: Sequence[str]) -> Plan:
+    """What a replay moves: every selected entry, a customer's oldest change first; nothing
+    is validated here (the worker does it on arrival)."""
+    entries, missing = select(rt.dlq, flt, ids)
+    plan = Plan(missing=missing)
+    order: dict[str, tuple[tuple[float, int], float]] = {}
+    for entry in entries:
+        plan.replay.append(Item.of(entry))
+        order[entry.entry_id] = (version_order(entry.envelope), entry.dead_lettered_at)
+    plan.replay.sort(key=lambda i: order[i.entry_id])
+    return plan
+
+
 def _versions(rt: Runtime, events: Sequence[Event], batch: int = 500) -> list[dict[str, str]]:
     """The version guard's hash of each event's customer, a batch per round trip."""
     out: list[dict[str, str]] = []
@@ -198,43 +216,46 @@ class Replayer:
             if raw is None:
                 self.summary.gone.append(item.event_id)
                 continue
-            entry = DeadLetter.from_json(raw)
-            # Unchanged since the plan: its verdict stands (the worker's version guard checks
-            # again on arrival). Rewritten: judge it afresh.
-            kind = REPLAY
-            if entry.dead_lettered_at != item.dead_lettered_at:
-                kind = judge(self.rt, entry, self.force).kind
-            if kind == INVALID:
-                self.summary.invalid.append(item.event_id)
-            elif kind == SUPERSEDED:
-                self.summary.superseded.append(item.event_id)
-            else:
-                ready.append((entry, raw))
+            # Rewritten since the plan or not, it goes: the worker judges it on arrival.
+            ready.append((DeadLetter.from_json(raw), raw))
         if ready:
             answers = self._move_atomic(ready) if self.atomic else self._move_claimed(ready)
             self._record(answers)
 
     def _delivery(self, entry: DeadLetter) -> dict[str, Any]:
-        fresh = Delivery(
-            attempts=0, first_seen_at=time.time(), replays=entry.replays + 1, force=self.force
-        )
-        return fresh.as_dict()
+        # Delivery's fields, written out: dataclasses.asdict costs more than the rest of a move.
+        return {
+            "attempts": 0,
+            "first_seen_at": time.time(),
+            "replays": entry.replays + 1,
+            "force": self.force,
+        }
 
     def _move_atomic(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
-        pipe = self.rt.redis.pipeline(transaction=False)
+        """One script per batch of one queue's entries, all batches in one round trip."""
         builder = MessageBuilder(self.app)
+        per_queue: dict[str, list[tuple[DeadLetter, str, str]]] = {}
         for entry, raw in ready:
-            delivery = self._delivery(entry)
-            message = (builder.key_for(entry.envelope), builder.build(entry.envelope, delivery))
-            self.rt.dlq.take(
-                entry,
-                raw,
-                message=message,
-                journal_body=journal_body(entry.envelope, delivery),
-                keep_history_ms=self.keep_history_ms,
-                client=pipe,
-            )
-        return [(e, int(a)) for (e, _), a in zip(ready, pipe.execute(), strict=True)]
+            item = item_json(entry.envelope, self._delivery(entry))
+            per_queue.setdefault(builder.key_for(entry.envelope), []).append((entry, raw, item))
+        pipe = self.rt.redis.pipeline(transaction=False)
+        sent: list[list[tuple[DeadLetter, str, str]]] = []
+        size = self.rt.settings.batch_max
+        for key, moves in per_queue.items():
+            queue = key[len(builder.prefix) :]
+            for start in range(0, len(moves), size):
+                part = moves[start : start + size]
+                shown = batch_label([entry.envelope for entry, _, _ in part])
+                frame = builder.batch_frame(queue, shown)
+                self.rt.dlq.move_batch(
+                    part, queue=key, frame=frame, keep_history_ms=self.keep_history_ms, client=pipe
+                )
+                sent.append(part)
+        answers: list[tuple[DeadLetter, int]] = []
+        for part, answer in zip(sent, pipe.execute(), strict=True):
+            codes = move_answers(answer)
+            answers += [(entry, code) for (entry, _, _), code in zip(part, codes, strict=True)]
+        return answers
 
     def _move_claimed(self, ready: list[tuple[DeadLetter, str]]) -> list[tuple[DeadLetter, int]]:
 

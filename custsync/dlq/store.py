@@ -30,6 +30,12 @@ PAIR = "target_reason"
 GROUP = "group"  # the failure group (target, reason, status, normalised error) by its id
 
 TAKEN, GONE, CHANGED = 1, 0, -1  # what ``take`` found
+_MOVE_ANSWERS = {"1": TAKEN, "0": GONE, "x": CHANGED}
+
+
+def move_answers(answer: str) -> list[int]:
+    """``move_batch``'s answer, one code per entry."""
+    return [_MOVE_ANSWERS[c] for c in answer]
 
 
 def pair_value(target: str, reason: str) -> str:
@@ -171,6 +177,63 @@ class DlqStore:
                 "journal_body": journal_body,
                 "now": f"{time.time():.3f}",
                 "entry_id": entry.entry_id,
+            },
+            client=client,
+        )
+
+    def move_batch(
+        self,
+        moves: Sequence[tuple[DeadLetter, str, str]],
+        *,
+        queue: str,
+        frame: tuple[str, str],
+        keep_history_ms: int,
+        client: Any = None,
+    ) -> Any:
+        """Replay ``moves`` (entry, raw as read, batch item JSON) as one ``apply_batch``
+        message on ``queue`` in one script: each entry still stored as ``raw`` leaves the DLQ
+        and is journaled. Answers one character per entry, "1" taken, "0" gone, "x" changed
+        (``move_answers`` reads them); from execute() with a pipeline ``client``."""
+        positions: dict[str, int] = {}  # the batch's index keys, each sent once
+        entry_keys: list[str] = []
+        specs: list[Any] = []
+        now = time.time()
+        for entry, raw, item in moves:
+            mine = [
+                positions.setdefault(key, len(positions) + 1)
+                for key in index_keys(self.keys, entry)
+            ]
+            entry_keys += [
+                self.keys.dlq_entry(entry.entry_id),
+                self.keys.dlq_past(entry.event_id or entry.entry_id),
+            ]
+            past = ""
+            if keep_history_ms > 0:
+                record = {**entry.past(), "replayed_at": now}
+                past = json.dumps([*entry.history, record], separators=(",", ":"), default=str)
+            specs += [
+                raw,  # compare-and-delete: a rewritten entry stays for the next run
+                entry.event_id or entry_id_for(entry.envelope),
+                item,
+                past,
+                entry.entry_id,
+                ",".join(map(str, mine)),
+            ]
+        return self.scripts(
+            "dlq_move",
+            keys={
+                "queue": queue,
+                "journal": self.keys.journal,
+                "journal_body": self.keys.journal_body,
+                "keys": [*positions, *entry_keys],
+            },
+            args={
+                "head": frame[0],
+                "tail": frame[1],
+                "now": f"{now:.3f}",
+                "past_ttl_ms": max(1, keep_history_ms),
+                "n_indexes": len(positions),
+                "specs": specs,
             },
             client=client,
         )
