@@ -17,6 +17,13 @@ from custsync.broker.contract import TaskCall
 T = TypeVar("T")
 
 _lock = threading.Lock()
+stopping = threading.Event()  # the worker is shutting down: start no more events
+
+
+class NotStarted(Exception):
+    """An event of the batch left unstarted (shutdown, or Redis failed before it)."""
+
+
 _threads = 8  # the worker's concurrency, set when it starts (``use_threads``)
 _pool: ThreadPoolExecutor | None = None
 
@@ -77,6 +84,10 @@ def run(
 
     def chain(positions: list[int]) -> None:
         for n, i in enumerate(positions):
+            if stopping.is_set():  # the calls in flight finish; the rest is redelivered
+                for j in positions[n:]:
+                    results[j] = NotStarted("the worker is shutting down")
+                return
             try:
                 results[i] = apply(calls[i])
             except BaseException as exc:

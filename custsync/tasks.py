@@ -60,6 +60,8 @@ def apply_batch(self: Any, items: list[Any]) -> str:
     if redis_down:
         # What landed is in the ledger: the redelivered message finds those as duplicates.
         raise Reject(f"redis unavailable: {type(redis_down[0]).__name__}", requeue=True)
+    if any(isinstance(r, batch.NotStarted) for r in failed):
+        raise Reject("worker shutting down: the events not started go back", requeue=True)
     if failed:
         raise failed[0]  # a bug: Celery logs it; the journal brings those events back
     counts: dict[str, int] = {}

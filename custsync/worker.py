@@ -103,6 +103,7 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
 @signals.worker_shutting_down.connect
 def _arm_shutdown_watchdog(exitcode: Any = None, **_: Any) -> None:
     """Whatever Celery is stuck on, the process ends within its grace period."""
+    batch.stopping.set()  # batches finish the calls in flight and give the rest back
     rt = get_runtime()
     soft = float(app.conf.worker_soft_shutdown_timeout or 0)
     arm_watchdog(deadline_s(soft, rt.settings.redis_timeout_s), int(exitcode or 0))

@@ -310,3 +310,35 @@ def test_sigterm_lets_the_call_in_flight_finish(
     assert [o["outcome"] for o in pool.workers[0].outcomes(env["event_id"])] == ["applied"]
     assert sandbox_client.get_customer("minted", cid)["lastname"] == "Finished"
     assert queued_count(rt.redis) == 0
+
+
+def test_sigterm_in_a_batch_finishes_the_calls_in_flight_and_gives_the_rest_back(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    pool = pool_factory(14, size=1, CUSTSYNC_CONCURRENCY="2", CUSTSYNC_MINTED_READ_TIMEOUT_S="10")
+    events = []
+    for _ in range(6):
+        cid = new_id("MTD")
+        sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+        sandbox_client.script("minted", cid, [{"delay_s": 2}])
+        events.append(envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Finished"}))
+    enqueue([(e, None) for e in events], pool.app)  # one batch message
+    rt = pool.runtime
+
+    def in_flight() -> int:
+        return sum(rt.redis.exists(rt.keys.inflight("minted", e["customer_id"])) for e in events)
+
+    wait_for(lambda: in_flight() == 2, timeout_s=30)  # two item threads at the partner
+    started = time.monotonic()
+    pool.workers[0].stop()  # SIGTERM while both calls are still being answered
+    assert time.monotonic() - started < 15  # it did not work through the other four first
+    outcomes = [o["outcome"] for e in events for o in pool.workers[0].outcomes(e["event_id"])]
+    assert outcomes == ["applied", "applied"]
+    assert queued_count(rt.redis) == 6  # the message came back whole; two are in the ledger
+
+    pool.workers[0].start()
+    wait_for(lambda: pool.counters("minted").get("applied", 0) == 6, timeout_s=60)
+    calls = sandbox_client.requests(target="minted")
+    applied = Counter(r["idempotency_key"] for r in calls if r["status"] == 200)
+    assert all(applied[e["event_id"]] == 1 for e in events)  # nobody was sent twice
+    assert pool.counters("minted").get("duplicate", 0) == 2
