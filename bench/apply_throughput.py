@@ -1,5 +1,10 @@
 """apply throughput: events through publish → worker → sandbox, against the raw limit.
 
+custsync's own producers send ``apply_batch`` messages of CUSTSYNC_BATCH_MAX (50) events:
+that is the main figure. Without latency the run is repeated with one ``apply_update``
+message per event as a plain ``send_task`` client sends them (to the public queue, forwarded
+by the worker to Minted's): the public contract's cost.
+
 The raw limit is the same partner calls (same sandbox, bodies, headers and Digest auth) made
 by a plain ``requests.Session`` loop with as many threads as the worker has, in the same run;
 with 50 ms of partner latency the limit is concurrency ÷ latency. Rates come from the
@@ -26,6 +31,7 @@ import requests
 from requests.auth import HTTPDigestAuth
 
 from bench.common import (
+    QUEUE,
     BenchError,
     Figure,
     Report,
@@ -48,6 +54,8 @@ from bench.profile import profiled
 from custsync.sandbox.server import DEFAULT_MINTED_CREDENTIALS
 
 LATENCY_MS = 50.0
+BATCH_MAX = 50  # CUSTSYNC_BATCH_MAX's default
+PUBLIC = "custsync"  # where a plain Celery client sends
 
 
 @dataclass(frozen=True)
@@ -148,12 +156,19 @@ def custsync_run(
     workers: Sequence[WorkerProcess],
     events: Sequence[dict[str, Any]],
     procs: Mapping[str, psutil.Process],
+    *,
+    single: bool = False,
 ) -> Run:
-    stage_messages(client, app, events)
+    """Batch messages as custsync's producers send them, or (``single``) one message per
+    event on the public queue as a plain ``send_task`` client sends them."""
+    if single:
+        stage_messages(client, app, events, queue=PUBLIC)
+    else:
+        stage_messages(client, app, events, batch_max=BATCH_MAX)
     base = applied_count(client)
     seq = box.last_seq()
     with profiled(workers[0].pid, f"worker-{len(events)}"), cpu_window(procs) as cpu:
-        release_staged(client)
+        release_staged(client, PUBLIC if single else QUEUE)
         wait_applied(client, base + len(events), 60 + len(events) / 20, workers)
     arrivals = box.arrivals({e["event_id"] for e in events}, seq)
     return Run(len(events), _rate(arrivals, len(events)), cpu)
@@ -166,18 +181,25 @@ def paced_latency(
     workers: Sequence[WorkerProcess],
     events: Sequence[dict[str, Any]],
     rate: float,
+    burst: int = 1,
 ) -> list[float]:
-    """Publish one event at a time at ``rate``/s; seconds from publish to partner arrival."""
-    from custsync.producer import publish
+    """Publish ``burst`` events at a time (one: ``publish``; more: ``publish_many``, one batch
+    message) at ``rate`` events/s; seconds from publish to partner arrival, per event."""
+    from custsync.producer import publish, publish_many
 
     base = applied_count(client)
     seq = box.last_seq()
     published: dict[str, float] = {}
     started = time.monotonic()
-    for i, event in enumerate(events):
+    for i in range(0, len(events), burst):
+        part = events[i : i + burst]
         time.sleep(max(0.0, started + i / rate - time.monotonic()))
-        published[event["event_id"]] = time.time()
-        publish(event, app=app)
+        now = time.time()
+        published.update((event["event_id"], now) for event in part)
+        if burst == 1:
+            publish(part[0], app=app)
+        else:
+            publish_many(part, app=app)
     wait_applied(client, base + len(events), 60, workers)
     arrivals = box.arrivals(set(published), seq)
     return [arrivals[k] - published[k] for k in published if k in arrivals]
@@ -228,6 +250,10 @@ def _one_config(
     cfg: Config,
     n: int,
 ) -> None:
+    from custsync.runtime import Runtime
+    from custsync.settings import load_settings
+    from custsync.worker import producer_app
+
     c, k = cfg.concurrency, cfg.processes
     tag = f"C={c}" + (f" as {k}x{c // k}" if k > 1 else "")
     tag += f", +{cfg.latency_ms:g} ms" if cfg.latency_ms else ""
@@ -237,6 +263,8 @@ def _one_config(
         for name, size in (("warm", 2 * c + 50), ("raw1", cfg.events), ("raw2", cfg.events))
     }
     sets["cs"] = minted_events(cfg.events, f"{run_id}cs")
+    if not cfg.latency_ms:
+        sets["single"] = minted_events(cfg.events, f"{run_id}single")
     sets["paced"] = minted_events(cfg.paced + 100, f"{run_id}paced")
     for events in sets.values():
         seed_customers(box.client, events)
@@ -256,13 +284,27 @@ def _one_config(
         worker_procs.update(redis=redis_proc, sandbox=box.ps)
         raws = [raw_loop(box, sets["raw1"], warm[-c:], c, client_procs)]
         cs = custsync_run(client, app, box, workers, sets["cs"], worker_procs)
+        single = None
+        if not cfg.latency_ms:
+            single = custsync_run(
+                client, app, box, workers, sets["single"], worker_procs, single=True
+            )
         if cfg.raw_twice:
             raws.append(raw_loop(box, sets["raw2"], warm[-c:], c, client_procs))
         latencies: list[float] = []
+        bursts: list[float] = []
+        unbatched: list[float] = []
         if cfg.paced:
-            latencies = paced_latency(
-                client, app, box, workers, sets["paced"][: cfg.paced], rate=max(5.0, cs.rate / 2)
-            )
+            low = max(5.0, cs.rate / 2)  # low load: half of what the worker can take
+            latencies = paced_latency(client, app, box, workers, sets["paced"][: cfg.paced], low)
+            burst_events = minted_events(cfg.paced, f"{run_id}burst")
+            apart = minted_events(cfg.paced, f"{run_id}apart")
+            seed_customers(box.client, burst_events + apart)
+            bursts = paced_latency(client, app, box, workers, burst_events, low, burst=10)
+            # The same bursts sent as ten messages each (CUSTSYNC_BATCH_MAX=1): before batches.
+            singles_env = custsync_env(redis_url, box.url, CUSTSYNC_BATCH_MAX="1")
+            singles_app = producer_app(Runtime(load_settings(singles_env)))
+            unbatched = paced_latency(client, singles_app, box, workers, apart, low, burst=10)
     finally:
         for w in workers:
             w.stop()
@@ -275,6 +317,17 @@ def _one_config(
         report.add(Figure.of(f"raw requests/s {tag}", raw_rate, "req/s", limit, "c ÷ latency"))
     else:
         report.add(Figure.of(f"events/s {tag}", cs.rate, "ev/s", raw_rate, "raw requests", low=0.6))
+        if single is not None:
+            report.add(
+                Figure.of(
+                    f"events/s {tag}, single messages via send_task",
+                    single.rate,
+                    "ev/s",
+                    raw_rate,
+                    "raw requests",
+                    low=0.45,
+                )
+            )
     report.add(
         Figure.of(
             f"CPU s/1k events {tag} (worker+redis+sandbox)",
@@ -299,14 +352,16 @@ def _one_config(
     if latencies:
         floor = single_call_latency(box, sets["paced"][cfg.paced :])
         for q in (0.5, 0.99):
+            name = f"publish→partner p{q * 100:g} {tag}"
             value = percentile(latencies, q) * 1000
+            report.add(Figure.of(name, value, "ms", floor * 1000, "one plain request"))
             report.add(
                 Figure.of(
-                    f"publish→partner p{q * 100:g} {tag}",
-                    value,
+                    f"{name}, bursts of 10 as one batch",
+                    percentile(bursts, q) * 1000,
                     "ms",
-                    floor * 1000,
-                    "one plain request",
+                    percentile(unbatched, q) * 1000,
+                    "as 10 messages",
                 )
             )
     report.details[tag] = {

@@ -256,20 +256,33 @@ def seed_customers(client: SandboxClient, events: Sequence[Mapping[str, Any]]) -
 
 
 def stage_messages(
-    client: redis.Redis, app: Any, events: Iterable[Mapping[str, Any]], queue: str | None = None
+    client: redis.Redis,
+    app: Any,
+    events: Iterable[Mapping[str, Any]],
+    queue: str | None = None,
+    batch_max: int = 1,
 ) -> int:
-    """Build each event's Celery message (as a producer would, or as a plain client sending
-    to ``queue``) into a staging list."""
-    from custsync.broker.messages import build_message
+    """Build the events' Celery messages into a staging list: one per event (as a plain
+    client sending to ``queue`` would, or a producer routing each), or ``apply_batch``
+    messages of ``batch_max`` events as custsync's producers send them. Returns events."""
+    from custsync.broker.messages import MessageBuilder, batch_label, build_message, item_json
 
     client.delete(STAGING)
     pipe = client.pipeline(transaction=False)
     staged = 0
-    for envelope in events:
-        _, payload = build_message(app, envelope, None, queue)
+    listed = list(events)
+    builder = MessageBuilder(app)
+    for start in range(0, len(listed), batch_max):
+        part = listed[start : start + batch_max]
+        if batch_max == 1:
+            _, payload = build_message(app, part[0], None, queue)
+        else:
+            route = queue or builder.key_for(part[0])[len(builder.prefix) :]
+            texts = [item_json(e, None) for e in part]
+            payload = builder.build_batch(texts, route, batch_label(part))
         pipe.lpush(STAGING, payload)
-        staged += 1
-        if staged % 1000 == 0:
+        staged += len(part)
+        if staged % 1000 < len(part):
             pipe.execute()
     pipe.execute()
     return staged

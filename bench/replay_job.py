@@ -72,7 +72,13 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
 
 
 def _check_queued(client: redis.Redis, rt: object, n: int, what: str) -> None:
-    queued = client.llen(QUEUE)
+    from custsync.broker.reading import envelopes_in
+
+    messages: list[bytes] = client.lrange(QUEUE, 0, -1)  # type: ignore[assignment]
+    ids = [e["event_id"] for raw in messages for e in envelopes_in(raw)]
+    if len(ids) != len(set(ids)):
+        raise BenchError(f"{what} queued {len(ids) - len(set(ids))} events twice")
+    queued = len(ids)
     left = rt.dlq.count()  # type: ignore[attr-defined]
     if queued != n or left != 0:
         raise BenchError(f"{what} queued {queued} and left {left} of {n}")

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 
 from bench.common import (
+    QUEUE,
     BenchError,
     Figure,
     Report,
@@ -131,26 +132,35 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
         if applied_count(state_client) != base + n:
             raise BenchError("more events applied than were published")
 
+        def counted(tag: str, release_to: str, **how: Any) -> tuple[Any, Any, float]:
+            """Counts before and after ``n`` more events staged ``how``, released to
+            ``release_to``."""
+            more = minted_events(n, tag)
+            seed_customers(box.client, more)
+            stage_messages(broker_client, app, more, **how)
+            start = applied_count(state_client)
+            first, s0 = settled_counts(counts_file)
+            release_staged(broker_client, release_to)
+            wait_applied(state_client, start + n, 60 + n / 20, [worker])
+            last, s1 = settled_counts(counts_file)
+            return first, last, s1 - s0
+
+        # As custsync's producers send them: apply_batch messages of 50.
+        variants = {"batched": counted("rtbt", QUEUE, batch_max=50)}
         # As a plain Celery client sends them: to the public queue, forwarded by the worker.
-        forwarded = minted_events(n, "rtfw")
-        seed_customers(box.client, forwarded)
-        stage_messages(broker_client, app, forwarded, queue=PUBLIC)
-        fw_base = applied_count(state_client)
-        fw_before, f0 = settled_counts(counts_file)
-        release_staged(broker_client, PUBLIC)
-        wait_applied(state_client, fw_base + n, 60 + n / 20, [worker])
-        fw_after, f1 = settled_counts(counts_file)
+        variants["forwarded"] = counted("rtfw", PUBLIC, queue=PUBLIC)
 
     result: dict[str, Any] = {}
     for role, port in ports.items():
-        total, _ = per_event(
-            delta(fw_after, fw_before, port),
-            delta(idle_after, idle_before, port),
-            idle_window,
-            f1 - f0,
-            n,
-        )
-        result[f"{role}_forwarded"] = total
+        for name, (first, last, window) in variants.items():
+            total, _ = per_event(
+                delta(last, first, port),
+                delta(idle_after, idle_before, port),
+                idle_window,
+                window,
+                n,
+            )
+            result[f"{role}_{name}"] = total
         total, shapes = per_event(
             delta(after, before, port),
             delta(idle_after, idle_before, port),
@@ -176,6 +186,25 @@ def run(workdir: Path, *, quick: bool) -> tuple[Report, str]:
             "rt",
             2.0,
             "floor: fetch + ack",
+        )
+    )
+    report.add(
+        Figure.of(
+            "broker round trips/event, batches of 50",
+            result["broker_batched"],
+            "rt",
+            result["broker"]["per_event"],
+            "one message per event",
+        )
+    )
+    report.add(
+        Figure.of(
+            "custsync state round trips/event, batches of 50",
+            result["state_batched"],
+            "rt",
+            TARGET_STATE,
+            "design target",
+            high=1.0,
         )
     )
     report.add(

@@ -100,8 +100,12 @@ def test_a_batch_may_be_larger_than_one_event_but_is_bounded() -> None:
 def test_the_label_names_the_count_and_first_event_never_a_value() -> None:
     items = _items(3)
     shown = batch_label([i["envelope"] for i in items])
-    assert shown == f"(<batch of 3 events from envelope {items[0]['envelope']['event_id']}>,)"
+    ids = ", ".join(i["envelope"]["event_id"] for i in items)
+    assert shown == f"(<batch of 3 events: {ids}>,)"
     assert MINTED_EXAMPLE["identity_number"] not in shown
+    many = batch_label([i["envelope"] for i in _items(400)])
+    assert many.startswith("(<batch of 400 events: ") and "more>,)" in many
+    assert len(many) < 4200
 
 
 def test_a_customers_events_run_in_version_order_and_customers_apart() -> None:

@@ -112,7 +112,8 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
         CUSTSYNC_MINTED_BREAKER_COOLDOWN_MAX_S="8",
     )
     n, outage_s = 60, 60  # issue 4: a 60-second outage during a steady stream
-    m_starts, m_events = minted_stream(sandbox_client, n, 1, "outage")
+    # Ids of this variant's own: the sandbox keeps the calls of every test of the session.
+    m_starts, m_events = minted_stream(sandbox_client, n, 1, f"outage{group}")
     vendor_codes = [new_id("OUTV") for _ in range(n)]
     sandbox_client.put_customers("vendor", {c: vendor_changes(c) for c in vendor_codes})
     v_events = [
@@ -141,7 +142,7 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
     minted_calls = [
         r
         for r in sandbox_client.requests(target="minted")
-        if (r["idempotency_key"] or "").startswith("outage-")
+        if (r["idempotency_key"] or "").startswith(f"outage{group}-")
     ]
     # Probes, not a flood: the failures that open the breaker, a probe per cooldown, then
     # one call per event.

@@ -34,7 +34,8 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     pipe.set(keys.last_success("minted"), now - 5)
     pipe.execute()
     rt.dlq.add_many([entry(), entry(), entry("vendor", "rejected", status=422)])
-    enqueue([(waiting, None), (waiting, None)], quiet.app)
+    enqueue([(waiting, None)], quiet.app)  # two messages (one call would send one batch)
+    enqueue([(waiting, None)], quiet.app)
 
     result = quiet.cli("status", "--json")
     assert result.returncode == 0, result.stderr

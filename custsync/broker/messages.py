@@ -23,21 +23,38 @@ from custsync.targets import REGISTRY
 
 def label(envelope: Any) -> str:
     """What Flower and Celery logs show instead of the envelope's personal data."""
+    return f"(<envelope {_shown_id(envelope)}>,)"
+
+
+def _shown_id(envelope: Any) -> str:
     event_id = envelope.get("event_id") if isinstance(envelope, Mapping) else None
-    return f"(<envelope {str(event_id)[:128]}>,)"
+    return str(event_id)[:128]
+
+
+LABEL_IDS_MAX_CHARS = 4000  # a batch's label lists its event ids up to about this long
 
 
 def batch_label(envelopes: list[Any]) -> str:
-    """``label`` for a batch: how many events, and the first one's id."""
-    first = label(envelopes[0])[2:-3] if envelopes else ""  # "envelope ID"
-    return f"(<batch of {len(envelopes)} events from {first}>,)"
+    """``label`` for a batch: how many events and their ids (an operator searching Flower
+    for an event finds its batch), never a value."""
+    ids: list[str] = []
+    size = 0
+    for envelope in envelopes:
+        event_id = _shown_id(envelope)
+        size += len(event_id) + 2
+        if size > LABEL_IDS_MAX_CHARS:
+            ids.append(f"… {len(envelopes) - len(ids)} more")
+            break
+        ids.append(event_id)
+    return f"(<batch of {len(envelopes)} events: {', '.join(ids)}>,)"
 
 
 def item_json(envelope: Any, delivery: Mapping[str, Any] | None, envelope_json: str = "") -> str:
     """One batch item, ``{"envelope": …, "delivery": …}`` as JSON; the journal stores the same
     text. ``envelope_json``: the envelope already encoded (a producer's size check did it)."""
     encoded = envelope_json or json.dumps(envelope, separators=(",", ":"))
-    return f'{{"envelope":{encoded},"delivery":{json.dumps(dict(delivery or {}))}}}'
+    record = json.dumps(dict(delivery)) if delivery else "{}"  # a fresh event has none
+    return f'{{"envelope":{encoded},"delivery":{record}}}'
 
 
 # Protocol v2's third body element: no callbacks, errbacks, chain or chord.
