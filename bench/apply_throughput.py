@@ -295,7 +295,9 @@ def _one_config(
         bursts: list[float] = []
         unbatched: list[float] = []
         if cfg.paced:
-            low = max(5.0, cs.rate / 2)  # low load: half of what the worker can take
+            # Low load: half of what the worker takes as one message per event (what publish()
+            # of a lone event sends), so no queue builds up.
+            low = max(5.0, (single.rate if single else cs.rate) / 2)
             latencies = paced_latency(client, app, box, workers, sets["paced"][: cfg.paced], low)
             burst_events = minted_events(cfg.paced, f"{run_id}burst")
             apart = minted_events(cfg.paced, f"{run_id}apart")
