@@ -167,7 +167,8 @@ def custsync_run(
         stage_messages(client, app, events, batch_max=BATCH_MAX)
     base = applied_count(client)
     seq = box.last_seq()
-    with profiled(workers[0].pid, f"worker-{len(events)}"), cpu_window(procs) as cpu:
+    label = f"worker-{'single' if single else 'batched'}-{len(events)}"
+    with profiled(workers[0].pid, label), cpu_window(procs) as cpu:
         release_staged(client, PUBLIC if single else QUEUE)
         wait_applied(client, base + len(events), 60 + len(events) / 20, workers)
     arrivals = box.arrivals({e["event_id"] for e in events}, seq)
