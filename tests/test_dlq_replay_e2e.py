@@ -148,10 +148,11 @@ def test_a_rejected_batch_is_listed_filtered_shown_and_replayed_with_the_same_ke
         assert [s for s in statuses if s != 401] == [404, 200]
 
 
-def test_dry_run_shows_the_plan_and_changes_nothing(
-    stack: Stack, sandbox_client: SandboxClient, redis_server: EphemeralRedis
-) -> None:
-    # An old change rejected, then a newer change of the same customer applied: superseded.
+def superseded_entry(
+    stack: Stack, sandbox_client: SandboxClient
+) -> tuple[float, dict[str, Any], str]:
+    """An old change rejected, then a newer change of the same customer applied: the DLQ
+    entry is superseded. Returns (when it was dead-lettered, its envelope, the customer)."""
     cid = new_id("MTD")
     sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
     sandbox_client.script("minted", cid, [{"status": 422, "message": "locked"}])
@@ -160,6 +161,13 @@ def test_dry_run_shows_the_plan_and_changes_nothing(
     newer = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Newer"})
     stack.send([newer])
     stack.wait_outcome(newer["event_id"], "applied")
+    return since, old, cid
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(
+    stack: Stack, sandbox_client: SandboxClient, redis_server: EphemeralRedis
+) -> None:
+    since, old, _ = superseded_entry(stack, sandbox_client)
     bad = envelope("minted", new_id("MTD"), {**MINTED_EXAMPLE, "gender": "X"})
     gone = missing_batch(2, 0)
     dead_letter(stack, [bad, *gone])
@@ -257,14 +265,7 @@ def test_a_replay_moves_without_judging_and_the_worker_judges_on_arrival(
     stack: Stack, sandbox_client: SandboxClient
 ) -> None:
     # A still-invalid event, one a newer change superseded, and two the partner now knows.
-    cid = new_id("MTD")
-    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
-    sandbox_client.script("minted", cid, [{"status": 422, "message": "locked"}])
-    old = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Older"})
-    since = dead_letter(stack, [old])
-    newer = envelope("minted", cid, {**MINTED_EXAMPLE, "lastname": "Newer"})
-    stack.send([newer])
-    stack.wait_outcome(newer["event_id"], "applied")
+    since, old, cid = superseded_entry(stack, sandbox_client)
     bad = envelope("minted", new_id("MTD"), {**MINTED_EXAMPLE, "gender": "X"})
     fixed = missing_batch(2, 0)
     dead_letter(stack, [bad, *fixed])

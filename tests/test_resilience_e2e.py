@@ -197,21 +197,7 @@ def test_the_shared_rate_limit_holds_across_two_workers(
 def test_a_message_that_kills_the_worker_every_time_ends_as_poison(
     pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
 ) -> None:
-    pool = pool_factory(
-        8,
-        size=1,
-        CUSTSYNC_VISIBILITY_TIMEOUT_S="2",
-        CUSTSYNC_POISON_DELIVERIES="3",
-        # The dead worker's hold on the customer lasts at most the time limit; keep it short.
-        CUSTSYNC_TASK_TIME_LIMIT_S="3",
-    )
-    worker = pool.workers[0]
-    worker.stop()
-    worker.start = lambda: _start_crashing(worker)  # type: ignore[method-assign]
-    worker.start()
-    pool.wait_ready()
-    cid = "CRASH-" + uuid.uuid4().hex[:8]
-    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    pool, worker, cid = _crashing_pool(pool_factory, sandbox_client)
     env = envelope("minted", cid, dict(MINTED_EXAMPLE))
     enqueue([(env, None)], pool.app)
 
@@ -237,20 +223,7 @@ def test_a_message_that_kills_the_worker_every_time_ends_as_poison(
 def test_poison_in_a_batch_is_that_event_alone(
     pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
 ) -> None:
-    pool = pool_factory(
-        8,
-        size=1,
-        CUSTSYNC_VISIBILITY_TIMEOUT_S="2",
-        CUSTSYNC_POISON_DELIVERIES="3",
-        CUSTSYNC_TASK_TIME_LIMIT_S="3",
-    )
-    worker = pool.workers[0]
-    worker.stop()
-    worker.start = lambda: _start_crashing(worker)  # type: ignore[method-assign]
-    worker.start()
-    pool.wait_ready()
-    cid = "CRASH-" + uuid.uuid4().hex[:8]
-    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    pool, worker, cid = _crashing_pool(pool_factory, sandbox_client)
     good = [envelope("minted", new_id("MTD"), dict(MINTED_EXAMPLE)) for _ in range(9)]
     sandbox_client.put_customers("minted", {e["customer_id"]: dict(MINTED_EXAMPLE) for e in good})
     poison = envelope("minted", cid, dict(MINTED_EXAMPLE))
@@ -277,6 +250,28 @@ def test_poison_in_a_batch_is_that_event_alone(
     for event in good:
         # At most once more than once: the call in flight when the worker died.
         assert 1 <= reached[event["event_id"]] <= 2, event["event_id"]
+
+
+def _crashing_pool(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> tuple[WorkerPool, Any, str]:
+    """One worker whose partner call kills it for CRASH-* customers, and such a customer."""
+    pool = pool_factory(
+        8,
+        size=1,
+        CUSTSYNC_VISIBILITY_TIMEOUT_S="2",
+        CUSTSYNC_POISON_DELIVERIES="3",
+        # The dead worker's hold on the customer lasts at most the time limit; keep it short.
+        CUSTSYNC_TASK_TIME_LIMIT_S="3",
+    )
+    worker = pool.workers[0]
+    worker.stop()
+    worker.start = lambda: _start_crashing(worker)  # type: ignore[method-assign]
+    worker.start()
+    pool.wait_ready()
+    cid = "CRASH-" + uuid.uuid4().hex[:8]
+    sandbox_client.put_customer("minted", cid, {**MINTED_EXAMPLE, "external_id": cid})
+    return pool, worker, cid
 
 
 def _start_crashing(worker: Any) -> Any:

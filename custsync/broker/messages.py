@@ -112,24 +112,22 @@ class MessageBuilder:
     def build_batch(self, items: list[str], queue: str, shown: str) -> str:
         """One ``custsync.apply_batch`` message of already-encoded items (``item_json``) for
         LPUSH on ``prefix + queue``: the body is joined text, no envelope is encoded again."""
-        task = self.as_task(
-            str(uuid.uuid4()),
-            BATCH_TASK_NAME,
-            args=(),
-            kwargs={},
-            argsrepr=shown,
-            kwargsrepr="{}",
-            ignore_result=None,
-            origin=self.origin,
-        )
         raw = f"[[[{','.join(items)}]],{{}},{_NO_EMBED}]".encode()
-        return self._wrap(task, raw, "application/json", "utf-8", queue)
+        return self._wrap(self._batch_task(shown), raw, "application/json", "utf-8", queue)
 
     def batch_frame(self, queue: str, shown: str) -> tuple[str, str]:
         """The text of an ``apply_batch`` message before and after its body, for a Lua
         script to put a body between (DLQ replay). The body travels as JSON text, no base64
         (Lua has none): kombu decodes a body without ``body_encoding`` as is."""
-        task = self.as_task(
+        task = self._batch_task(shown)
+        message = json.loads(self._wrap(task, b"", "application/json", "utf-8", queue))
+        del message["body"], message["properties"]["body_encoding"]
+        rest = json.dumps(message)
+        return '{"body":', "," + rest[1:]
+
+    def _batch_task(self, shown: str) -> Any:
+        """Celery's headers and properties of an ``apply_batch`` call (its body is ours)."""
+        return self.as_task(
             str(uuid.uuid4()),
             BATCH_TASK_NAME,
             args=(),
@@ -139,10 +137,6 @@ class MessageBuilder:
             ignore_result=None,
             origin=self.origin,
         )
-        message = json.loads(self._wrap(task, b"", "application/json", "utf-8", queue))
-        del message["body"], message["properties"]["body_encoding"]
-        rest = json.dumps(message)
-        return '{"body":', "," + rest[1:]
 
     def _wrap(
         self, task: Any, raw: bytes, content_type: str, content_encoding: str, queue: str
