@@ -18,14 +18,13 @@ from typing import Any
 
 from marshmallow import fields as ma_fields
 
-from custsync.broker.messages import MessageBuilder
+from custsync.broker.messages import MessageBuilder, item_json
 from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.store import TAKEN
 from custsync.errors import InvalidEvent
 from custsync.privacy import mask_text, personal_values
 from custsync.runtime import Runtime
-from custsync.state.journal import body as journal_body
 from custsync.targets import REGISTRY, public_fields
 from custsync.validation import validate_event
 
@@ -123,7 +122,7 @@ def send(rt: Runtime, app: Any, edit: Edit, raw: str) -> bool:
         edit.entry,
         raw,
         message=message,
-        journal_body=journal_body(edit.envelope, delivery.as_dict()),
+        journal_body=item_json(edit.envelope, delivery.as_dict()),
         journal_event_id=edit.event_id,
         keep_history_ms=int(rt.dlq.retention.policy.max_age_s * 1000),
     )

@@ -37,35 +37,11 @@ from custsync.producer import enqueue
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
 from custsync.state.guard import judge as judge_versions
-from custsync.state.guard import version_string, would_supersede
+from custsync.state.guard import version_string
 from custsync.targets import REGISTRY, public_fields
 from custsync.validation import validate_event
 
-REPLAY, SUPERSEDED, INVALID = "replay", "superseded", "invalid"
 CLAIM_LEASE_S = 60.0  # another broker: how long one replay holds an entry it is moving
-
-
-@dataclass(frozen=True)
-class Verdict:
-    kind: str  # REPLAY, SUPERSEDED or INVALID
-    event: Event | None = None
-    error: str | None = None  # why it is still invalid (personal data masked)
-
-
-def judge(rt: Runtime, entry: DeadLetter, force: bool) -> Verdict:
-    """What replay would do with this entry now: today's schemas, settings and versions."""
-
-    try:
-        event = validate_event(entry.envelope, rt.settings)
-    except InvalidEvent as exc:
-        return Verdict(INVALID, error=_masked(exc, entry))
-    if not force:
-        target = REGISTRY[event.target]
-        if would_supersede(
-            rt.redis, rt.keys, event, target.field_level, target.always_sent
-        ).superseded:
-            return Verdict(SUPERSEDED, event)
-    return Verdict(REPLAY, event)
 
 
 def _masked(exc: InvalidEvent, entry: DeadLetter) -> str:

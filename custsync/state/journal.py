@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from custsync.broker.messages import item_json
 from custsync.broker.reading import envelopes_in
 from custsync.dlq.entry import entry_id_for
 from custsync.state.keys import UNACKED, Keys, all_queues
@@ -24,12 +25,6 @@ log = logging.getLogger("custsync.state.journal")
 
 GRACE_S = 10.0  # a popped message is recorded as unacked within milliseconds; clocks drift
 BATCH = 200
-
-
-def body(envelope: Any, delivery: Mapping[str, Any] | None) -> str:
-    return json.dumps(
-        {"envelope": envelope, "delivery": dict(delivery or {})}, separators=(",", ":")
-    )
 
 
 def _event_ids_of(message_json: str | bytes) -> list[str]:
@@ -44,16 +39,9 @@ class Journal:
 
     def note(self, pipe: Any, items: Iterable[tuple[Any, Mapping[str, Any] | None]]) -> None:
         """Add to a pipeline: these events are about to be on the queue."""
-        now = time.time()
-        scores: dict[str, float] = {}
-        bodies: dict[str, str] = {}
-        for envelope, delivery in items:
-            event_id = entry_id_for(envelope)
-            scores[event_id] = now
-            bodies[event_id] = body(envelope, delivery)
-        if scores:
-            pipe.zadd(self.keys.journal, scores)
-            pipe.hset(self.keys.journal_body, mapping=bodies)
+        bodies = {entry_id_for(envelope): item_json(envelope, d) for envelope, d in items}
+        if bodies:
+            self.note_bodies(pipe, bodies)
 
     def note_bodies(self, pipe: Any, bodies: Mapping[str, str]) -> None:
         """``note`` of already-encoded bodies (``item_json``), by event id."""
