@@ -247,9 +247,11 @@ def test_poison_in_a_batch_is_that_event_alone(
     reached = Counter(
         r["idempotency_key"] for r in sandbox_client.requests(target="minted") if r["status"] == 200
     )
-    for event in good:
-        # At most once more than once: the call in flight when the worker died.
-        assert 1 <= reached[event["event_id"]] <= 2, event["event_id"]
+    assert all(reached[event["event_id"]] >= 1 for event in good)
+    # Duplicates at most the calls in flight per kill: up to the 8 threads at the first crash
+    # (the batch ran in parallel), then one at each later crash (a redelivery runs one by one).
+    duplicates = sum(reached[event["event_id"]] - 1 for event in good)
+    assert duplicates <= 8 + (crashes - 1), reached
 
 
 def _crashing_pool(
