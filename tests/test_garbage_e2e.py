@@ -135,6 +135,6 @@ def test_a_plain_celery_client_s_envelope_never_reaches_task_events() -> None:
 
     check_message(message, 256 * 1024)
 
-    assert headers["argsrepr"] == f"(<envelope {env['event_id']}>,)"
+    assert headers["argsrepr"] == f"(<envelope {env['event_id']} {env['target']}>,)"
     assert headers["kwargsrepr"] == "{}"
     assert "99911122233" not in json.dumps(headers)

@@ -40,7 +40,7 @@ def test_build_message_is_what_the_celery_producer_pushes(quiet: Quiet) -> None:
     assert key == "custsync.minted"
     assert set(built) == set(sent)
     assert _stable(built["headers"]) == _stable(sent["headers"])
-    assert built["headers"]["argsrepr"] == f"(<envelope {event['event_id']}>,)"
+    assert built["headers"]["argsrepr"] == f"(<envelope {event['event_id']} {event['target']}>,)"
     # Celery also copies argsrepr/kwargsrepr into the properties; the worker reads headers.
     sent_props = {
         k: v for k, v in sent["properties"].items() if k not in ("argsrepr", "kwargsrepr")

@@ -23,7 +23,13 @@ from custsync.targets import REGISTRY
 
 def label(envelope: Any) -> str:
     """What Flower and Celery logs show instead of the envelope's personal data."""
-    return f"(<envelope {_shown_id(envelope)}>,)"
+    return f"(<envelope {_shown_id(envelope)} {_shown_target(envelope)}>,)"
+
+
+def _shown_target(envelope: Any) -> str:
+    """A partner's name is not personal; anything else a client put there might be."""
+    target = envelope.get("target") if isinstance(envelope, Mapping) else None
+    return target if isinstance(target, str) and target in REGISTRY else "?"
 
 
 def _shown_id(envelope: Any) -> str:
