@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from custsync.demo.stream import Stream, build
+from custsync.demo.webhook import webhook_step
 from custsync.producer import enqueue, publish_many
 from custsync.runtime import Runtime
 from custsync.sandbox import Sandbox, SandboxClient
@@ -204,6 +205,12 @@ def run_demo(customers: int = 300, timeout_s: float = 180.0) -> int:
             publish_many(stream.valid, app=app)
             enqueue([(e, None) for e in stream.foreign], app)
             code = _watch(rt, worker, total, timeout_s)
+            if code == 0:
+                click.secho(
+                    "\na CRM's webhook, through the HTTP ingest (custsync serve):", bold=True
+                )
+                serve_log = log_path.with_name("demo-serve.log")
+                code = 0 if webhook_step(env, client, serve_log) else 1
         finally:
             stop.set()
             worker.stop()
