@@ -17,7 +17,7 @@ from custsync.delivery import Delivery
 from custsync.dlq.entry import DeadLetter, entry_id_for, event_id_of
 from custsync.errors import CustsyncError, InvalidEvent
 from custsync.outcomes import Outcome, Result
-from custsync.privacy import mask_text, maskable, personal_values
+from custsync.privacy import mask_text, maskable, named_or_pseudonym, personal_values
 from custsync.runtime import Runtime
 from custsync.schemas.envelope import Event
 from custsync.state.journal import Journal
@@ -47,9 +47,12 @@ class Arrival:
         return frozenset()  # nothing is known about an invalid event's fields
 
     def field(self, name: str) -> str:
-        """target, customer_id or correlation_id, from the raw envelope."""
+        """target, customer_id or correlation_id, from the raw envelope; a target that names
+        no partner by its pseudonym (it is stored, logged and counted under that)."""
         value = self.raw.get(name) if isinstance(self.raw, Mapping) else None
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        return named_or_pseudonym(value, REGISTRY) if name == "target" else value
 
 
 @dataclass(frozen=True)

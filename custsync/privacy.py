@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 SECRET_WORDS = ("authorization", "password", "token", "secret", "api_key", "apikey", "dsn")
@@ -71,6 +71,12 @@ def mask_id(value: str) -> str:
     return f"{value[:2]}…{digest}" if len(value) > 4 else f"…{digest}"
 
 
+def named_or_pseudonym(value: str, names: Collection[str]) -> str:
+    """A value of a known set (a partner's name) as it is, anything else by its pseudonym:
+    a client can put any text where a name belongs."""
+    return value if not value or value in names else mask_id(value)
+
+
 def redact_changes(changes: Any, public: frozenset[str] = frozenset()) -> Any:
     """The changes for display: public fields as they are, every other value masked."""
     if not isinstance(changes, Mapping):
@@ -79,13 +85,13 @@ def redact_changes(changes: Any, public: frozenset[str] = frozenset()) -> Any:
 
 
 # Envelope fields known not to be personal (ids and times by contract, README "The event
-# envelope"); customer_id is shown as a pseudonym.
-ENVELOPE_PUBLIC = frozenset(
-    {"event_id", "target", "occurred_at", "sequence", "source", "correlation_id"}
-)
+# envelope"); customer_id is shown as a pseudonym, a target only if it names a partner.
+ENVELOPE_PUBLIC = frozenset({"event_id", "occurred_at", "sequence", "source", "correlation_id"})
 
 
-def redact_envelope(envelope: Any, public: frozenset[str] = frozenset()) -> Any:
+def redact_envelope(
+    envelope: Any, public: frozenset[str] = frozenset(), targets: Collection[str] = ()
+) -> Any:
     """An envelope for display by allow-list: unknown fields, free text and ids masked."""
     if not isinstance(envelope, Mapping):
         return MASK
@@ -95,6 +101,8 @@ def redact_envelope(envelope: Any, public: frozenset[str] = frozenset()) -> Any:
             out[key] = redact_changes(value, public)
         elif key == "customer_id" and isinstance(value, str):
             out[key] = mask_id(value)
+        elif key == "target" and isinstance(value, str):
+            out[key] = named_or_pseudonym(value, targets)
         elif key in ENVELOPE_PUBLIC and (value is None or isinstance(value, str | int)):
             out[key] = value
         else:

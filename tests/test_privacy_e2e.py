@@ -2,8 +2,9 @@
 
 Canaries are words no pattern could recognise as personal (no digits, no @), planted in a
 known field, an unknown field, a string ``changes``, a string envelope, an unknown envelope
-field, a customer id, a partner's 422 echo and an exception message; published through
-``custsync publish`` and through a plain ``send_task`` client that knows nothing of us.
+field, a customer id, a target that names no partner, a partner's 422 echo and an exception
+message; published through ``custsync publish`` and through a plain ``send_task`` client
+that knows nothing of us.
 Then every output surface is searched: the worker log at DEBUG, the CLI's default views,
 ``dlq export`` without ``--show-payload``, the Sentry envelopes, the task events a Flower
 would receive, and /metrics. The same canaries must show with ``--show-payload``, so the
@@ -47,6 +48,7 @@ CANARIES = {
     "string changes": "Tindrelossquay",
     "string envelope": "Vashmoorling",
     "customer id": "Ravenmoorcust",
+    "unknown target": "Wendlebrickmoor",
     "exception echo": "Harrowquintel",
     "vendor name": "Oskellandra",
     "over http": "Lunderquistel",
@@ -197,6 +199,7 @@ def _play(
         envelope("minted", cid, MINTED_EXAMPLE, note=CANARIES["unknown envelope field"]),
         {**envelope("minted", cid, {}), "changes": f"{CANARIES['string changes']} tckn"},
         envelope("minted", CANARIES["customer id"], MINTED_EXAMPLE),
+        envelope(CANARIES["unknown target"], cid, MINTED_EXAMPLE),
         envelope(
             "minted",
             f"BUG-{uuid.uuid4().hex[:6]}",

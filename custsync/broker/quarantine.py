@@ -18,7 +18,9 @@ from custsync import observability
 from custsync.broker.contract import MALFORMED_RAW, Malformed
 from custsync.dlq.entry import DeadLetter, event_id_of
 from custsync.outcomes import Outcome, Result
+from custsync.privacy import named_or_pseudonym
 from custsync.runtime import Runtime
+from custsync.targets import REGISTRY
 
 RAW_MAX_BYTES = 64 * 1024  # the DLQ never stores an unbounded payload
 _HEADER_MAX_CHARS = 256
@@ -81,7 +83,7 @@ def quarantine(rt: Runtime, message: Any, problem: Malformed) -> DeadLetter:
     now = time.time()
     entry = DeadLetter(
         event_id=event_id_of(envelope),
-        target=target[:64] if isinstance(target, str) else "",
+        target=named_or_pseudonym(target, REGISTRY) if isinstance(target, str) else "",
         customer_id=customer[:256] if isinstance(customer, str) else "",
         reason="malformed",
         error_class="MalformedMessage",

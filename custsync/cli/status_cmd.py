@@ -13,6 +13,7 @@ from custsync.cli.common import echo_json, handle_errors, plural, runtime
 from custsync.cli.dlq_options import age, when
 from custsync.state.breaker import BreakerState
 from custsync.status import collect
+from custsync.targets import REGISTRY
 
 
 @click.command("status")
@@ -58,10 +59,22 @@ def _print(state: dict[str, Any]) -> None:
         click.echo(f"  breaker       {_breaker(t['breaker'], now)}")
         last = t["last_success"]
         click.echo(f"  last success  {f'{when(last)} ({age(last)} ago)' if last else 'never'}")
-    for name, reasons in state["dlq_other"].items():
+    _other_dlq(state["dlq_other"])
+
+
+def _other_dlq(counts: dict[str, dict[str, int]]) -> None:
+    """DLQ entries no target section above shows, one line per name."""
+    if counts:
+        click.echo("\nDLQ of no configured target")
+    for name, reasons in counts.items():
         shown = ", ".join(f"{r} {n}" for r, n in reasons.items())
-        whose = "messages without a target" if name == "-" else f"unconfigured target {name}"
-        click.echo(f"\nDLQ of {whose}: {shown}")
+        if name == "-":
+            whose = "(no target)"
+        elif name in REGISTRY:
+            whose = f"{name} (not configured here)"
+        else:  # stored by its pseudonym (custsync.privacy.named_or_pseudonym)
+            whose = f"{name} (names no partner)"
+        click.echo(f"  {whose:<30} {shown}")
 
 
 def _relative(ts: float, now: float) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from custsync.dlq.entry import DeadLetter, customer_label
 from custsync.privacy import redact_envelope
-from custsync.targets import public_fields
+from custsync.targets import REGISTRY, public_fields
 
 HIDDEN = "(hidden: --show-payload, or Reveal in the console, shows it)"
 
@@ -18,7 +18,7 @@ def shown_envelope(envelope: Any, show_payload: bool) -> Any:
     if show_payload or envelope is None:
         return envelope
     target = envelope.get("target") if isinstance(envelope, dict) else None
-    return redact_envelope(envelope, public_fields(target))
+    return redact_envelope(envelope, public_fields(target), REGISTRY)
 
 
 def shown(entry: DeadLetter, show_payload: bool) -> dict[str, Any]:
