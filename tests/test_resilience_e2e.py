@@ -149,9 +149,14 @@ def test_a_partner_outage_opens_the_breaker_and_nothing_is_dead_lettered(
         for r in sandbox_client.requests(target="minted")
         if (r["idempotency_key"] or "").startswith(f"outage{group}-")
     ]
-    # Probes, not a flood: the failures that open the breaker, a probe per cooldown, then
-    # one call per event.
-    assert len(minted_calls) < n + 25, len(minted_calls)
+    statuses = Counter(r["status"] for r in minted_calls)
+    # HTTP Digest: each thread's first call is a 401 challenge answered at once (most threads
+    # first call Minted after the outage); a stale nonce would cost one more. 2 workers x 5.
+    assert statuses.pop(401, 0) <= 2 * (2 * 5), statuses
+    assert statuses.pop(200) == n, statuses  # each event applied by one call
+    # Probes, not a flood: the failures that open the breaker, the calls in flight then, and
+    # a probe per cooldown (2, 4, then 8 s); nothing else reaches the partner.
+    assert sum(statuses.values()) < 25, statuses
     for cid in m_starts:
         assert sandbox_client.get_customer("minted", cid)["lastname"] == "Version0"
 
