@@ -62,8 +62,8 @@ def test_status_shows_queue_retries_dlq_pause_breaker_and_last_success(quiet: Qu
     assert vendor["last_success"] is None
 
     text = quiet.cli("status").stdout
-    assert "queues  2 waiting, 0 in progress (all queues)" in text
-    assert "  custsync.minted     2 waiting" in text
+    assert "queues  2 messages waiting, 0 in progress (all queues; a batch is one message)" in text
+    assert "  custsync.minted     2 messages waiting" in text
     assert "retry set     1 waiting, next due in " in text
     assert "breaker       open until " in text and "5 customers failing of 5 to open" in text
     assert "breaker       closed\n" in text  # vendor

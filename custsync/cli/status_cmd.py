@@ -39,9 +39,10 @@ def _print(state: dict[str, Any]) -> None:
         click.echo(f"queue   {queue['name']}: {queue['error']}")
     else:
         held = f", {queue['in_progress']} in progress" if queue["in_progress"] is not None else ""
-        click.echo(f"queues  {queue['waiting']} waiting{held} (all queues)")
+        waiting = plural(queue["waiting"], "message")
+        click.echo(f"queues  {waiting} waiting{held} (all queues; a batch is one message)")
         for name, depth in queue["queues"].items():
-            click.echo(f"  {name:<20}{depth} waiting")
+            click.echo(f"  {name:<20}{plural(depth, 'message')} waiting")
     click.echo(f"DLQ     {plural(state['dlq_total'], 'entry', 'entries')}")
     if not state["targets"]:
         click.echo("no target is configured (set CUSTSYNC_<TARGET>_BASE_URL)")
