@@ -67,7 +67,9 @@ class Settled:
     """True once every event has an outcome and nothing is queued, waiting or in flight.
 
     Counters alone can run ahead (a worker killed after finishing but before acking gets
-    its message redelivered and counted twice), so also require kombu's unacked set empty.
+    its message redelivered and counted twice), so also require kombu's unacked set empty,
+    and the journal: a worker killed between kombu's pop and its unacked record loses the
+    message, which only the journal's recovery puts back (custsync.state.journal).
     Its repr is the last snapshot, so a timeout says what was still pending.
     """
 
@@ -86,20 +88,22 @@ class Settled:
         for name in all_queues(REGISTRY):
             pipe.llen(name)
         pipe.hlen("unacked")
+        pipe.zcard(keys.journal)
         for target in ("minted", "vendor"):
             pipe.zcard(keys.retry(target))
             pipe.zcard(keys.retry_claimed(target))
         replies = pipe.execute()
         depths = len(all_queues(REGISTRY))
-        queued, (unacked, *waiting) = sum(replies[:depths]), replies[depths:]
+        queued, (unacked, journaled, *waiting) = sum(replies[:depths]), replies[depths:]
         self.last = {
             "outcomes": total,
             "expected": self.expected,
             "queued": queued,
             "unacked": unacked,
+            "journaled": journaled,
             "retry/claimed": waiting,
         }
-        return total >= self.expected and not (queued or unacked or any(waiting))
+        return total >= self.expected and not (queued or unacked or journaled or any(waiting))
 
     def __repr__(self) -> str:
         return f"Settled({self.last})"
