@@ -16,14 +16,11 @@ import socket
 import sys
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
-from standardwebhooks import Webhook
 
 from bench.common import (
     BenchError,
@@ -36,6 +33,7 @@ from bench.common import (
     percentile,
     start_redis,
 )
+from custsync.demo.webhook import signed_headers
 from custsync.state.keys import partner_queue
 
 QUEUE = partner_queue("minted")  # every event these benchmarks send is Minted's
@@ -68,13 +66,7 @@ def _start(args: list[str], env: dict[str, str], log: Path, url: str) -> Child:
 
 
 def _signed(body: bytes) -> dict[str, str]:
-    msg_id, at = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(SECRET).sign(msg_id, at, body),
-    }
+    return signed_headers(body, SECRET)
 
 
 def _load(url: str, requests_: list[tuple[bytes, dict[str, str]]]) -> tuple[float, list[float]]:

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-import requests
 
 from custsync.celery_app import producer_app
 from custsync.embedded.server import EphemeralRedis
@@ -27,7 +24,7 @@ from custsync.settings import load_settings
 from tests.conftest import WorkerProcess, custsync_env, db_url, wait_for
 from tests.dlq_support import entry, redis_contents
 from tests.events import MINTED_EXAMPLE, envelope, new_id
-from tests.operations_run import free_port
+from tests.serving import serving
 from tests.tools import debian_tool
 
 DB = 26
@@ -65,37 +62,20 @@ def console(
     queue = redis.Redis.from_url(db_url(redis_server, DB))
     queue.flushdb()
     env = custsync_env(redis_server, sandbox, DB, CUSTSYNC_OPERATORS_FILE=str(operators))
-    port = free_port()
-    with (folder / "serve.log").open("ab") as log:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "custsync.cli", "serve", "--bind", f"127.0.0.1:{port}"],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=log,
-        )
     worker = WorkerProcess(env, folder / "worker.log").start()
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _up(url), timeout_s=30, interval_s=0.2)
-        customers = [new_id("GONE") for _ in range(GROUP)]  # unknown to the partner: 404
-        events = [
-            envelope("minted", c, {**MINTED_EXAMPLE, "external_id": c, "lastname": PLANTED})
-            for c in customers
-        ]
-        rt = Runtime(load_settings(env))
-        enqueue([(e, None) for e in events], producer_app(rt))
-        yield Console(url, folder, customers, [e["event_id"] for e in events], sandbox_client, rt)
+        with serving(env, folder / "serve.log", threads=8) as (url, _):
+            customers = [new_id("GONE") for _ in range(GROUP)]  # unknown to the partner: 404
+            events = [
+                envelope("minted", c, {**MINTED_EXAMPLE, "external_id": c, "lastname": PLANTED})
+                for c in customers
+            ]
+            rt = Runtime(load_settings(env))
+            enqueue([(e, None) for e in events], producer_app(rt))
+            ids = [e["event_id"] for e in events]
+            yield Console(url, folder, customers, ids, sandbox_client, rt)
     finally:
         worker.stop()
-        serve.terminate()
-        serve.wait(30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).ok
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.fixture(scope="module")

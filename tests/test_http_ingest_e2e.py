@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 import requests
-from standardwebhooks import Webhook
 
 from custsync import exitcodes
+from custsync.demo.webhook import signed_headers
 from custsync.embedded.server import EphemeralRedis
 from custsync.http.app import create_app
 from custsync.http.operators import add_api_key
@@ -32,7 +30,7 @@ from custsync.settings import load_settings
 from tests.conftest import WorkerProcess, custsync_env, db_url, run_cli, wait_for
 from tests.dlq_support import queued_count, queued_raw
 from tests.events import MINTED_EXAMPLE, envelope, minted_customer
-from tests.operations_run import free_port
+from tests.serving import serving
 
 DB = 24
 OLD_SECRET = "whsec_" + base64.b64encode(b"old-secret-of-crm-eu-32-bytes!!!").decode()
@@ -65,7 +63,6 @@ def server(
     """The server on its own database, with no worker: what it enqueues stays countable."""
     client = redis.Redis.from_url(db_url(redis_server, DB))
     client.flushdb()
-    port = free_port()
     folder = tmp_path_factory.mktemp("serve")
     operators = folder / "operators.json"
     operator_key = add_api_key(operators, "fuzzer", "operator")
@@ -77,47 +74,14 @@ def server(
         CUSTSYNC_OPERATORS_FILE=str(operators),
     )
     log = folder / "serve.log"
-    proc = _serve(env, f"127.0.0.1:{port}", log, workers=2)  # two processes: as two replicas
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url, proc), timeout_s=30, interval_s=0.2)
-    yield Server(url, proc, client, log, operator_key)
-    proc.terminate()
-    proc.wait(30)
-
-
-def _serve(env: dict[str, str], bind: str, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
-    args = ["serve", "--bind", bind, "--threads", "4", "--workers", str(workers)]
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "custsync.cli", *args],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=out,
-        )
-
-
-def _up(url: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "custsync serve exited early"
-    try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
+    with serving(env, log, workers=2) as (url, proc):  # two processes: as two replicas
+        yield Server(url, proc, client, log, operator_key)
 
 
 def signed(
-    body: bytes,
-    secret: str = SECRET,
-    msg_id: str | None = None,
-    at: datetime | None = None,
+    body: bytes, secret: str = SECRET, msg_id: str | None = None, at: datetime | None = None
 ) -> dict[str, str]:
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    at = at or datetime.now(UTC)
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, at, body),
-    }
+    return signed_headers(body, secret, msg_id, at)
 
 
 def _event(cid: str = "C-http", **changes: Any) -> dict[str, Any]:
@@ -332,36 +296,31 @@ def test_a_signed_event_is_applied_at_the_partner(
     db = DB + 1
     redis.Redis.from_url(db_url(redis_server, db)).flushdb()
     env = custsync_env(redis_server, sandbox, db, CUSTSYNC_INGEST_SOURCES=json.dumps(SOURCES))
-    port = free_port()
-    proc = _serve(env, f"127.0.0.1:{port}", tmp_path / "serve.log")
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(url, proc), timeout_s=30, interval_s=0.2)
-        cid, node_cid = minted_customer(sandbox_client), minted_customer(sandbox_client)
-        event = _event(cid, external_id=cid, lastname="Webhooked")
-        body = json.dumps(event).encode()
-        answer = requests.post(f"{url}/v1/events", data=body, headers=signed(body), timeout=30)
-        assert answer.status_code == 202, answer.text
-        from_node = json.dumps(_event(node_cid, external_id=node_cid, lastname="Nodesent"))
-        sent = subprocess.run(
-            ["node", str(node_client), f"{url}/v1/events", SECRET],
-            input=from_node,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert json.loads(sent.stdout)["status"] == 202, sent.stdout + sent.stderr
+        with serving(env, tmp_path / "serve.log") as (url, _):
+            cid, node_cid = minted_customer(sandbox_client), minted_customer(sandbox_client)
+            event = _event(cid, external_id=cid, lastname="Webhooked")
+            body = json.dumps(event).encode()
+            answer = requests.post(f"{url}/v1/events", data=body, headers=signed(body), timeout=30)
+            assert answer.status_code == 202, answer.text
+            from_node = json.dumps(_event(node_cid, external_id=node_cid, lastname="Nodesent"))
+            sent = subprocess.run(
+                ["node", str(node_client), f"{url}/v1/events", SECRET],
+                input=from_node,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            assert json.loads(sent.stdout)["status"] == 202, sent.stdout + sent.stderr
 
-        def lastname(customer: str) -> Any:
-            return (sandbox_client.get_customer("minted", customer) or {}).get("lastname")
+            def lastname(customer: str) -> Any:
+                return (sandbox_client.get_customer("minted", customer) or {}).get("lastname")
 
-        wait_for(lambda: lastname(cid) == "Webhooked" and lastname(node_cid) == "Nodesent")
+            wait_for(lambda: lastname(cid) == "Webhooked" and lastname(node_cid) == "Nodesent")
     finally:
         worker.stop()
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_with_no_source_a_loopback_server_takes_unsigned_events(

@@ -5,23 +5,20 @@ worker and the sandbox with its default customers; then the demo's own webhook s
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-import requests
 
 from custsync.demo.webhook import ADDRESS, webhook_step
 from custsync.embedded.server import EphemeralRedis
 from custsync.sandbox import Sandbox, SandboxClient
 from tests.conftest import WorkerPool, custsync_env, db_url, wait_for
-from tests.operations_run import free_port
+from tests.serving import serving
 from tests.tools import debian_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,30 +74,11 @@ def served(
         env = custsync_env(redis_server, box, DB, **box.env())
         env["CUSTSYNC_INGEST_SOURCES"] = _readme_sources()
         pool = WorkerPool(env, tmp, 1).start()
-        port = free_port()
-        with (tmp / "serve.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "custsync.cli", "serve", "--bind", f"127.0.0.1:{port}"],
-                env={**os.environ, **env},
-                stdout=log,
-                stderr=log,
-            )
-        url = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: _ready(url, proc), timeout_s=30, interval_s=0.2)
-            yield Served(url, SandboxClient(box.url), pool, env)
+            with serving(env, tmp / "serve.log") as (url, _):
+                yield Served(url, SandboxClient(box.url), pool, env)
         finally:
-            proc.terminate()
-            proc.wait(30)
             pool.stop()
-
-
-def _ready(url: str, proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "custsync serve exited early"
-    try:
-        return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def _address(served: Served) -> str | None:

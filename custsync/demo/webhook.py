@@ -55,9 +55,12 @@ def _ready(url: str, proc: subprocess.Popen[bytes]) -> bool:
         return False
 
 
-def signed_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
-    """What a CRM sends with a Standard Webhooks delivery."""
-    msg_id, at = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
+def signed_headers(
+    body: bytes, secret: str = SECRET, msg_id: str | None = None, at: datetime | None = None
+) -> dict[str, str]:
+    """What a CRM sends with a Standard Webhooks delivery (also the tests' and bench's signer)."""
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
     return {
         "Content-Type": "application/json",
         "webhook-id": msg_id,
