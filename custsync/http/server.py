@@ -1,10 +1,12 @@
-"""gunicorn running the app: gthread workers, graceful reload (HUP) and shutdown (TERM) as
-gunicorn does them, JSON access lines with the path only (no query string, no body)."""
+"""gunicorn running the app: gthread workers, graceful reload (HUP, which also reads the
+settings again) and shutdown (TERM) as gunicorn does them, JSON access lines with the path
+only (no query string, no body)."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import time
 from typing import Any
 
@@ -14,10 +16,28 @@ from gunicorn.glogging import Logger
 from custsync.dlq.jobs import JobRunner
 from custsync.errors import SettingsError
 from custsync.http.app import create_app
-from custsync.runtime import Runtime
+from custsync.http.sources import parse_sources
+from custsync.logs import JsonFormatter, uses_json
+from custsync.observability.scrub import ScrubFilter
+from custsync.runtime import Runtime, set_runtime
+from custsync.settings import load_settings
+
+log = logging.getLogger("custsync.http")
 
 
-class JsonAccessLogger(Logger):  # type: ignore[misc]
+class ServerLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger: access lines as JSON with the path only; its own lines (boot,
+    signals, worker exits) in custsync's format and scrubbed, like every other record."""
+
+    errors_as_json = False  # CUSTSYNC_LOG_FORMAT, set by Server before gunicorn starts
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if self.errors_as_json:
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
+                handler.addFilter(ScrubFilter())
+
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         if not self.cfg.accesslog:
             return
@@ -48,6 +68,7 @@ class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, rt: Runtime, bind: str, workers: int, threads: int) -> None:
         self.rt = rt
         self.bind = bind
+        ServerLogger.errors_as_json = uses_json(rt.settings.log_format)
         self.options: dict[str, Any] = {
             "bind": bind,
             "workers": workers,
@@ -55,7 +76,7 @@ class Server(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread",
             "accesslog": "-",
             "errorlog": "-",
-            "logger_class": JsonAccessLogger,
+            "logger_class": ServerLogger,
             "graceful_timeout": 30,
             "timeout": 60,
             "keepalive": 5,
@@ -67,6 +88,22 @@ class Server(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+
+    def reload(self) -> None:
+        """gunicorn's HUP, in the master before it starts new workers: read the settings
+        again (a secret rotated in CUSTSYNC_INGEST_SOURCES_FILE, a Secret remounted), so the
+        new workers take them. A bad setting is one line and the running ones stay."""
+        try:
+            fresh = Runtime(load_settings())
+            parse_sources(fresh.settings.ingest_sources)
+            check_exposure(fresh, self.bind)
+        except SettingsError as exc:
+            log.error("reload: settings kept as they were: %s", exc)
+        else:
+            self.rt = fresh
+            set_runtime(fresh)
+            log.info("reload: settings read again; new workers use them")
+        super().reload()
 
     def load(self) -> Any:
         """In each gunicorn worker, after the fork: the app and its replay-job runner."""
