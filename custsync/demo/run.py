@@ -250,16 +250,18 @@ def _watch(rt: Runtime, worker: Worker, total: int, timeout_s: float) -> int:
 
 def _summary(rt: Runtime, client: SandboxClient) -> None:
     click.echo()
+    names = (*TARGETS, *sorted(_other_targets(rt)))  # others: a careless producer's, pseudonymised
+    width = max(len(n) for n in ("target", *names))
     header = (
-        f"{'target':<8} {'applied':>8} {'superseded':>11} {'retried':>8} {'deferred':>8}"
+        f"{'target':<{width}} {'applied':>8} {'superseded':>11} {'retried':>8} {'deferred':>8}"
         "  dead-lettered by reason"
     )
     click.secho(header, bold=True)
-    for target in (*TARGETS, *sorted(_other_targets(rt))):
+    for target in names:
         t = tally(rt, target)
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(t.dlq.items())) or "-"
         counts = f"{t.applied:>8} {t.superseded:>11} {t.retried:>8} {t.deferred:>8}"
-        click.echo(f"{target:<8} {counts}  {reasons}")
+        click.echo(f"{target:<{width}} {counts}  {reasons}")
     stats = client.stats()
     dupes = sum(int(stats.get(t, {}).get("duplicate_applies", 0)) for t in TARGETS)
     tokens = int(stats.get("vendor", {}).get("tokens_issued", 0))
