@@ -63,6 +63,10 @@ def test_compose_runs_redis_without_eviction_and_a_scalable_worker() -> None:
     worker = services["worker"]
     assert "container_name" not in worker and "ports" not in worker  # --scale worker=N works
     assert worker["environment"]["CUSTSYNC_MINTED_BASE_URL"] == "http://sandbox:8800"
+    # Liveness, as in deploy/k8s/worker.yaml: the worker's own /healthz (never Redis; see
+    # tests/test_worker_probes_e2e.py) on the port its metrics are served.
+    port = worker["environment"]["CUSTSYNC_METRICS_PORT"]
+    assert f"http://127.0.0.1:{port}/healthz" in worker["healthcheck"]["test"][-1]
     assert "0.0.0.0" in services["sandbox"]["command"]
 
 
