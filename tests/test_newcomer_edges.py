@@ -16,7 +16,9 @@ import redis
 from custsync import exitcodes
 from custsync.delivery import Delivery
 from custsync.embedded.server import EphemeralRedis
+from custsync.privacy import named_or_pseudonym
 from custsync.sandbox import Sandbox, SandboxClient
+from custsync.targets import REGISTRY
 from tests.conftest import WorkerPool, custsync_env, db_url, pipeline_for, wait_for
 from tests.dlq_support import Quiet, entry, json_lines, queued_count
 from tests.events import MINTED_EXAMPLE, envelope, vendor_changes, vendor_customer
@@ -56,6 +58,19 @@ def test_counts_are_singular_or_plural_and_a_targetless_dlq_is_named(quiet: Quie
     quiet.cli("dlq", "purge", "--reason", "malformed", "--yes")
     assert "DLQ     1 entry\n" in quiet.cli("status").stdout
     assert quiet.cli("dlq", "stats").stdout.startswith("1 entry (")
+
+
+def test_a_target_that_names_no_partner_is_listed_by_its_pseudonym_and_found_by_either(
+    quiet: Quiet,
+) -> None:
+    stored = named_or_pseudonym("crm-x", REGISTRY)  # as the worker stores it
+    quiet.rt.dlq.add_many([dataclasses.replace(entry(), target=stored, reason="invalid")])
+    listed = json_lines(quiet.cli("dlq", "list", "--json").stdout)
+    assert [e["target"] for e in listed] == [stored] and stored != "crm-x"
+    for asked in ("crm-x", stored):
+        found = json_lines(quiet.cli("dlq", "list", "--json", "--target", asked).stdout)
+        assert len(found) == 1, asked
+    assert json_lines(quiet.cli("dlq", "list", "--json", "--target", "crm-y").stdout) == []
 
 
 def test_publish_dry_run_json_says_would_publish_and_a_cut_line_points_at_its_end(

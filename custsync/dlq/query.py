@@ -27,6 +27,8 @@ from typing import Any
 from custsync.dlq.entry import DeadLetter
 from custsync.dlq.groups import group_id, group_key
 from custsync.dlq.store import GROUP, PAIR, DlqStore, pair_value
+from custsync.privacy import named_or_pseudonym
+from custsync.targets import REGISTRY
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
@@ -59,6 +61,11 @@ class Filter:
     until: float | None = None  # dead-lettered at or before
     grep: str | None = None  # case-insensitive, in the (masked) error message
     group: str | None = None  # a failure group's id (``dlq groups`` shows it)
+
+    def __post_init__(self) -> None:
+        # A target that names no partner is stored as its pseudonym: find it by either.
+        if self.target is not None and "…" not in self.target:
+            object.__setattr__(self, "target", named_or_pseudonym(self.target, REGISTRY))
 
     def is_empty(self) -> bool:
         return all(getattr(self, f) is None for f in self.__dataclass_fields__)
