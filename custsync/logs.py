@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -38,6 +40,26 @@ class TextFormatter(logging.Formatter):
         if record.exc_info and record.levelno >= logging.ERROR:
             line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
+
+
+def say_as_json(msg: str, f: Any = None) -> None:
+    """Celery's ``safe_say`` (its signal handlers' notices, e.g. "Warm shutdown") as one JSON
+    record on stderr. Written with ``os.write`` as Celery does: a signal handler must not
+    take logging's locks, which the interrupted code may hold."""
+    line = json.dumps(
+        {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "level": "warning",
+            "logger": "celery.apps.worker",
+            "msg": msg.strip(),
+        },
+        separators=(",", ":"),
+    )
+    # No stderr (closed, detached): a notice is not worth a crash in a signal handler.
+    stderr = sys.__stderr__
+    with contextlib.suppress(OSError, ValueError):
+        if stderr is not None:
+            os.write(stderr.fileno(), (line + "\n").encode())
 
 
 def uses_json(fmt: str) -> bool:

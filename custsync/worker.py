@@ -8,12 +8,13 @@ from typing import Any
 
 from celery import __version__ as celery_version
 from celery import bootsteps, signals
+from celery.apps import worker as celery_worker_program
 from celery.utils.log import mlevel
 
 import custsync.tasks  # noqa: F401  registers the task on the app
 from custsync import batch, observability
 from custsync.celery_app import app, celery_config, producer_app, runtime_of
-from custsync.logs import configure_worker_logging, uses_json
+from custsync.logs import configure_worker_logging, say_as_json, uses_json
 from custsync.observability.probes import Liveness, Readiness
 from custsync.poller import RetryPoller
 from custsync.runtime import get_runtime
@@ -62,6 +63,7 @@ def _log_before_celery_speaks(instance: Any = None, options: Any = None, **_: An
     _configure_logging((options or {}).get("loglevel"))
     if uses_json(get_runtime().settings.log_format) and instance is not None:
         instance.quiet = True  # no banner; _announce logs what it would have said
+        celery_worker_program.safe_say = say_as_json  # shutdown notices: JSON on stderr
 
 
 @signals.setup_logging.connect
