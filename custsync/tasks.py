@@ -14,6 +14,7 @@ from custsync.broker.contract import TaskCall
 from custsync.broker.messages import queue_name
 from custsync.celery_app import app
 from custsync.delivery import Delivery
+from custsync.dlq.entry import event_id_of
 from custsync.pipeline import Pipeline
 from custsync.producer import enqueue
 from custsync.runtime import get_runtime
@@ -51,9 +52,12 @@ def apply_batch(self: Any, items: list[Any]) -> str:
         if elsewhere:
             _forward([(c.envelope, c.delivery) for c in elsewhere])
             calls = [c for c in calls if queue_name(c.envelope) == QUEUE]
-    # Redelivered (a worker died holding it): one event at a time, so a crash is blamed on the
-    # one event in flight (poison counting), not on every event that ran beside it.
-    one_by_one = bool((self.request.delivery_info or {}).get("redelivered"))
+    # Redelivered (a worker died holding it), or holding an event that was in flight when a
+    # worker died (the retry set or the journal brings those back in fresh batches): one
+    # event at a time, so a crash is blamed on the one event in flight (poison counting), not
+    # on every event that ran beside it.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    one_by_one = redelivered or _outlived_a_crash(calls)
     results = batch.run(calls, _apply_one, one_by_one=one_by_one)
     failed = [r for r in results if isinstance(r, BaseException)]
     redis_down = [r for r in failed if isinstance(r, redis.RedisError)]
@@ -68,6 +72,21 @@ def apply_batch(self: Any, items: list[Any]) -> str:
     for outcome in results:
         counts[str(outcome)] = counts.get(str(outcome), 0) + 1
     return ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
+
+
+def _outlived_a_crash(calls: list[TaskCall]) -> bool:
+    """Whether an event of these has a delivery count left behind (it is kept only while a
+    delivery is in flight, so one left means that delivery died). Only events that were
+    taken before (they carry a delivery record: retried, deferred, replayed) can have one,
+    so a batch of fresh events costs no round trip; others cost one."""
+    rt = get_runtime()
+    ids = {event_id_of(c.envelope) for c in calls if c.delivery} - {""}
+    if not ids:
+        return False
+    try:
+        return int(rt.redis.exists(*(rt.keys.deliveries(i) for i in ids))) > 0
+    except redis.RedisError as exc:
+        raise Reject(f"redis unavailable: {type(exc).__name__}", requeue=True) from exc
 
 
 def _apply_one(call: TaskCall) -> str:

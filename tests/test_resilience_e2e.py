@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from custsync.delivery import Delivery
 from custsync.producer import enqueue
 from custsync.sandbox import SandboxClient
 from tests.conftest import WorkerPool, wait_for
@@ -257,6 +258,30 @@ def test_poison_in_a_batch_is_that_event_alone(
     # (the batch ran in parallel), then one at each later crash (a redelivery runs one by one).
     duplicates = sum(reached[event["event_id"]] - 1 for event in good)
     assert duplicates <= 8 + (crashes - 1), reached
+
+
+def test_a_fresh_batch_holding_a_crash_survivor_runs_one_by_one(
+    pool_factory: Callable[..., WorkerPool], sandbox_client: SandboxClient
+) -> None:
+    """The retry poller can put an event that was in flight at a crash (its delivery count
+    left behind) into a new batch beside others: that batch is not a redelivery, yet it must
+    run one event at a time, or the next crash is counted against every event beside it."""
+    pool, worker, cid = _crashing_pool(pool_factory, sandbox_client)
+    good = [envelope("minted", new_id("MTD"), dict(MINTED_EXAMPLE)) for _ in range(6)]
+    sandbox_client.put_customers("minted", {e["customer_id"]: dict(MINTED_EXAMPLE) for e in good})
+    poison = envelope("minted", cid, dict(MINTED_EXAMPLE))
+    keys = pool.runtime.keys
+    pool.runtime.redis.set(keys.deliveries(poison["event_id"]), 1)  # it died in flight before
+    taken = Delivery(attempts=0, first_seen_at=time.time()).as_dict()  # as the poller sends
+    sandbox_client.set_faults("minted", latency_ms=300)  # parallel calls would be in flight
+    try:
+        enqueue([(e, taken) for e in [*good, poison]], pool.app)  # one batch, poison last
+        wait_for(lambda: worker.proc is not None and worker.proc.poll() is not None)
+    finally:
+        sandbox_client.clear_faults("minted")
+    assert pool.counters("minted").get("applied", 0) == len(good)  # each landed before it
+    left = [e for e in good if pool.runtime.redis.exists(keys.deliveries(e["event_id"]))]
+    assert left == []  # none was in flight at the crash: none is charged with it
 
 
 def _crashing_pool(
