@@ -99,6 +99,8 @@ class Server(BaseApplication):  # type: ignore[misc]
             check_exposure(fresh, self.bind)
         except SettingsError as exc:
             log.error("reload: settings kept as they were: %s", exc)
+        except Exception as exc:  # a reload must never take the master down; values unshown
+            log.error("reload: settings kept as they were: %s", type(exc).__name__)
         else:
             self.rt = fresh
             set_runtime(fresh)
