@@ -17,6 +17,7 @@ from typing import Any
 from celery.utils.nodenames import anon_nodename
 from kombu.serialization import dumps
 
+from custsync.privacy import named_or_pseudonym
 from custsync.state.keys import BATCH_TASK_NAME, QUEUE, TASK_NAME, partner_queue
 from custsync.targets import REGISTRY
 
@@ -27,9 +28,11 @@ def label(envelope: Any) -> str:
 
 
 def _shown_target(envelope: Any) -> str:
-    """A partner's name is not personal; anything else a client put there might be."""
+    """A partner's name as it is; any other text by its pseudonym, as the DLQ shows it."""
     target = envelope.get("target") if isinstance(envelope, Mapping) else None
-    return target if isinstance(target, str) and target in REGISTRY else "?"
+    if not isinstance(target, str) or not target:
+        return "?"
+    return named_or_pseudonym(target, REGISTRY)
 
 
 def _shown_id(envelope: Any) -> str:
