@@ -46,15 +46,11 @@ def say_as_json(msg: str, f: Any = None) -> None:
     """Celery's ``safe_say`` (its signal handlers' notices, e.g. "Warm shutdown") as one JSON
     record on stderr. Written with ``os.write`` as Celery does: a signal handler must not
     take logging's locks, which the interrupted code may hold."""
-    line = json.dumps(
-        {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "level": "warning",
-            "logger": "celery.apps.worker",
-            "msg": msg.strip(),
-        },
-        separators=(",", ":"),
+    record = logging.makeLogRecord(
+        {"name": "celery.apps.worker", "levelno": logging.WARNING, "levelname": "WARNING"}
     )
+    record.msg = msg.strip()
+    line = JsonFormatter().format(record)
     # No stderr (closed, detached): a notice is not worth a crash in a signal handler.
     stderr = sys.__stderr__
     with contextlib.suppress(OSError, ValueError):
